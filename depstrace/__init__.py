@@ -1,0 +1,36 @@
+"""depstrace: see which FastAPI dependency and which database every request used.
+
+Run ``DEPSTRACE=1 pytest`` to trace a suite; use :func:`instrument` outside
+pytest.  Importing this package imports neither FastAPI nor SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from depstrace._config import ConfigurationError
+from depstrace._instrument import instrument, is_instrumented, uninstrument
+from depstrace._jsonl import read_records
+from depstrace._redact import redact_url
+from depstrace._testdb import TestDatabaseRule
+from depstrace.assertions import NotInstrumentedError, assert_all_resolved_to_test_db
+from depstrace.middleware import DepstraceMiddleware
+
+try:
+    __version__ = version("depstrace")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ConfigurationError",
+    "DepstraceMiddleware",
+    "NotInstrumentedError",
+    "TestDatabaseRule",
+    "__version__",
+    "assert_all_resolved_to_test_db",
+    "instrument",
+    "is_instrumented",
+    "read_records",
+    "redact_url",
+    "uninstrument",
+]

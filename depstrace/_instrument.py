@@ -1,0 +1,76 @@
+"""``instrument()`` / ``uninstrument()``: install and remove every patch, idempotently."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from depstrace import _callables, _config, _failopen
+from depstrace._patching import PatchRegistry
+from depstrace._session import TraceSession, active_session, set_active_session
+from depstrace._testdb import TestDatabaseRule
+
+_patches: PatchRegistry | None = None
+_UNSET: Any = object()
+
+
+def instrument(*, trace_file: str | os.PathLike[str] | None = _UNSET, test_db: Any = None) -> TraceSession:
+    """Start tracing every FastAPI request and SQLAlchemy statement in this process.
+
+    ``trace_file`` is where the JSON Lines trace goes (default: ``DEPSTRACE_FILE``,
+    else ``.depstrace/trace.jsonl`` in the working directory; ``None`` writes no
+    file).  ``test_db`` is the test-database rule (see
+    :func:`depstrace.assert_all_resolved_to_test_db`; default ``DEPSTRACE_TEST_DB``).
+    Calling it again while instrumented returns the running session unchanged.
+    """
+    global _patches
+    running = active_session()
+    if running is not None:
+        return running
+    rule = TestDatabaseRule.from_env(os.environ) if test_db is None else TestDatabaseRule.coerce(test_db)
+    path = _config.trace_file() if trace_file is _UNSET else trace_file
+    session = TraceSession(trace_file=None if path is None else Path(path), rule=rule)
+    patches = PatchRegistry()
+    try:
+        from depstrace import fastapi, sqlalchemy
+
+        sqlalchemy.registry.on_new = session.on_new_engine
+        sqlalchemy.install(patches, session.note_outside)
+        fastapi.install(patches)
+    except BaseException:
+        patches.restore()
+        session.close()
+        raise
+    _patches = patches
+    _failopen.internal_errors.clear()
+    set_active_session(session)
+    return session
+
+
+def uninstrument() -> TraceSession | None:
+    """Stop tracing: restore every patched object, close the trace file.
+
+    Returns the session that ended (its ``requests`` stay readable), or None
+    when depstrace was not instrumented.
+    """
+    global _patches
+    session = active_session()
+    if session is None:
+        return None
+    set_active_session(None)
+    if _patches is not None:
+        _patches.restore()
+        _patches = None
+    from depstrace import sqlalchemy
+
+    sqlalchemy.uninstall()
+    sqlalchemy.registry.on_new = None
+    _callables.clear_cache()
+    session.close(internal_errors=sum(_failopen.internal_errors.values()))
+    return session
+
+
+def is_instrumented() -> bool:
+    """Whether depstrace is tracing now."""
+    return active_session() is not None

@@ -1,0 +1,155 @@
+"""The in-memory shape of what one request did, and its JSON Lines form.
+
+A :class:`RequestRecord` is filled while the request runs (by the middleware,
+the solver wrapper and the SQLAlchemy listener) and turned into a plain dict
+once, when it closes.  docs/format.md documents the dict; ``SCHEMA`` versions it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass(eq=False)
+class EngineInfo:
+    """One SQLAlchemy engine as depstrace knows it (never holds a password)."""
+
+    id: str
+    url: str  # redacted
+    backend: str
+    driver: str
+    database: str | None
+    created_at: str | None  # "file:line" of the create_engine call, when seen
+    created_phase: str | None  # import, collection, setup, call, teardown, runtime
+    created_test: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``engine`` JSON Lines record."""
+        return {
+            "type": "engine",
+            "schema": SCHEMA,
+            "id": self.id,
+            "url": self.url,
+            "backend": self.backend,
+            "driver": self.driver,
+            "database": self.database,
+            "created_at": self.created_at,
+            "created_phase": self.created_phase,
+            "created_test": self.created_test,
+        }
+
+
+@dataclass(eq=False)
+class DependencyNode:
+    """One ``Depends`` (or ``Security``) node solved during a request."""
+
+    id: int
+    name: str | None  # parameter name; None for path-operation ``dependencies=[...]``
+    original: str
+    original_site: str | None
+    resolved: str
+    resolved_site: str | None
+    overridden: bool
+    kind: str
+    callable_type: str
+    parent: int | None
+    provider: str | None  # app id of the overrides provider FastAPI consulted
+    scope: str | None
+    use_cache: bool
+    cached: bool
+    started: float
+    duration_ms: float | None = None
+    error: str | None = None
+    value_type: str | None = None
+    engine_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The parameter name, or the callable's short name when there is none."""
+        return self.name or self.resolved.rpartition(":")[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry of ``request.dependencies``."""
+        return {
+            "id": self.id,
+            "name": self.label,
+            "original": self.original,
+            "original_site": self.original_site,
+            "resolved": self.resolved,
+            "resolved_site": self.resolved_site,
+            "overridden": self.overridden,
+            "cached": self.cached,
+            "kind": self.kind,
+            "callable_type": self.callable_type,
+            "parent": self.parent,
+            "provider": self.provider,
+            "scope": self.scope,
+            "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 3),
+            "error": self.error,
+            "value": self.value_type,
+            "engine_id": self.engine_id,
+        }
+
+
+@dataclass(eq=False)
+class DatabaseUse:
+    """Statements one request ran on one engine."""
+
+    engine: EngineInfo
+    statements: int = 0
+    operations: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class RequestRecord:
+    """Everything depstrace learns about one HTTP request or websocket session."""
+
+    id: str
+    type: str  # "http" or "websocket"
+    method: str
+    path: str
+    test: str | None
+    phase: str
+    app_id: str
+    app_title: str
+    trace_id: str | None
+    started_wall: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    root_path: str = ""  # of the outermost app, to turn mount prefixes into routes
+    route: str | None = None
+    endpoint: str | None = None
+    provider_id: str | None = None
+    provider_title: str | None = None
+    apps: list[str] = field(default_factory=list)
+    status: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    dependencies: list[DependencyNode] = field(default_factory=list)
+    databases: dict[str, DatabaseUse] = field(default_factory=dict)
+
+    def note_statement(self, engine: EngineInfo, operation: str) -> None:
+        """Count one statement on ``engine`` (called from the SQLAlchemy listener)."""
+        use = self.databases.get(engine.id)
+        if use is None:
+            use = self.databases[engine.id] = DatabaseUse(engine)
+        use.statements += 1
+        use.operations[operation] = use.operations.get(operation, 0) + 1
+
+    def provider_of(self, engine_id: str) -> DependencyNode | None:
+        """The first dependency whose value was bound to ``engine_id``, if any."""
+        for node in self.dependencies:
+            if node.engine_id == engine_id:
+                return node
+        return None
+
+    def chain(self, node: DependencyNode) -> list[DependencyNode]:
+        """``node`` and its parents up to the endpoint, innermost first."""
+        by_id = {n.id: n for n in self.dependencies}
+        chain = [node]
+        while chain[-1].parent is not None and chain[-1].parent in by_id:
+            chain.append(by_id[chain[-1].parent])  # type: ignore[index]
+        return chain

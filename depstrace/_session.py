@@ -1,0 +1,258 @@
+"""One trace session: ids, the request records, the engines, the trace file.
+
+A session exists between :func:`depstrace.instrument` and
+:func:`depstrace.uninstrument`.  Closing a request turns its record into the
+JSON-ready dict of docs/format.md exactly once; that dict is what the file,
+the summary and the assertion all read, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from depstrace._context import test_phase
+from depstrace._jsonl import JsonlWriter
+from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
+from depstrace._testdb import TestDatabaseRule
+from depstrace.findings import request_findings
+
+Listener = Callable[[dict[str, Any]], None]
+
+_active: TraceSession | None = None
+
+
+def active_session() -> TraceSession | None:
+    """The running session, or None when depstrace is not instrumented."""
+    return _active
+
+
+def set_active_session(session: TraceSession | None) -> None:
+    """Make ``session`` the running one (``None`` ends tracing)."""
+    global _active
+    _active = session
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TraceSession:
+    """Collects request records for one instrumented run."""
+
+    def __init__(self, *, trace_file: Path | None, rule: TestDatabaseRule) -> None:
+        self.rule = rule
+        self.requests: list[dict[str, Any]] = []
+        self.engines: dict[str, dict[str, Any]] = {}
+        self.listeners: list[Listener] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._is_test: dict[str, bool] = {}
+        self._outside: dict[tuple[str, str | None, str], DatabaseUse] = {}
+        self.writer = JsonlWriter(trace_file) if trace_file is not None else None
+        self._write(
+            {
+                "type": "session",
+                "schema": SCHEMA,
+                "started": _iso(time.time()),
+                "depstrace": _version("depstrace"),
+                "python": platform.python_version(),
+                "fastapi": _version("fastapi"),
+                "sqlalchemy": _version("sqlalchemy"),
+                "test_db_rule": rule.describe(),
+            }
+        )
+
+    # -- engines ---------------------------------------------------------------
+
+    def is_test(self, engine: EngineInfo) -> bool:
+        """Whether ``engine`` matches the session's test-database rule (cached)."""
+        known = self._is_test.get(engine.id)
+        if known is None:
+            known = self._is_test[engine.id] = self.rule.matches(engine.url)
+        return known
+
+    def on_new_engine(self, engine: EngineInfo) -> None:
+        """Write the ``engine`` record the first time an engine is seen."""
+        record = engine.to_dict() | {"is_test": self.is_test(engine)}
+        with self._lock:
+            self.engines[engine.id] = record
+        self._write(record)
+
+    # -- requests --------------------------------------------------------------
+
+    def open_request(self, scope: Any, app: Any) -> RequestRecord:
+        """Start the record of one ASGI request served by ``app``."""
+        from depstrace.fastapi import app_id, app_title
+
+        running = test_phase()
+        ident = app_id(app)
+        record = RequestRecord(
+            id=f"r{next(self._ids)}",
+            type=scope["type"],
+            method=scope.get("method", "WEBSOCKET"),
+            path=scope.get("root_path", "") + scope.get("path", ""),
+            test=running.nodeid,
+            phase=running.phase,
+            app_id=ident,
+            app_title=app_title(app),
+            trace_id=_current_trace_id(),
+            root_path=scope.get("root_path", ""),
+        )
+        record.apps.append(ident)
+        return record
+
+    def close_request(self, record: RequestRecord) -> dict[str, Any]:
+        """Finish ``record``: databases, findings, file, listeners."""
+        record.duration_ms = (time.perf_counter() - record.started) * 1000.0
+        data = self._request_dict(record)
+        data["findings"] = [f.to_dict() for f in request_findings(data)]
+        with self._lock:
+            self.requests.append(data)
+            listeners = list(self.listeners)
+        self._write(data)
+        for listener in listeners:
+            listener(data)
+        return data
+
+    def _request_dict(self, record: RequestRecord) -> dict[str, Any]:
+        from depstrace.fastapi import title_of
+
+        databases = []
+        for use in list(record.databases.values()):
+            engine = use.engine
+            via = record.provider_of(engine.id)
+            databases.append(
+                {
+                    "url": engine.url,
+                    "engine_id": engine.id,
+                    "backend": engine.backend,
+                    "database": engine.database,
+                    "is_test": self.is_test(engine),
+                    "statements": use.statements,
+                    "operations": dict(use.operations),
+                    "via": via.label if via is not None else None,
+                    "via_callable": via.resolved if via is not None else None,
+                    "via_original": via.original if via is not None else None,
+                    "via_chain": [n.label for n in record.chain(via)] if via is not None else [],
+                    "created_at": engine.created_at,
+                    "created_phase": engine.created_phase,
+                    "created_test": engine.created_test,
+                }
+            )
+        innermost = record.apps[-1]
+        return {
+            "type": "request",
+            "schema": SCHEMA,
+            "id": record.id,
+            "test": record.test,
+            "phase": record.phase,
+            "kind": record.type,
+            "method": record.method,
+            "path": record.path,
+            "route": record.route,
+            "endpoint": record.endpoint,
+            "status": record.status,
+            "error": record.error,
+            "started": _iso(record.started_wall),
+            "duration_ms": round(record.duration_ms or 0.0, 3),
+            "app": {"id": innermost, "title": title_of(innermost)},
+            "apps": list(record.apps),
+            "provider": (
+                {"id": record.provider_id, "title": record.provider_title}
+                if record.provider_id is not None
+                else None
+            ),
+            "dependencies": [node.to_dict() for node in record.dependencies],
+            "databases": databases,
+            "findings": [],
+            "trace_id": record.trace_id,
+        }
+
+    # -- statements outside requests ----------------------------------------------
+
+    def note_outside(self, engine: EngineInfo, operation: str) -> None:
+        """Count a statement that ran outside any request (fixture, startup, thread)."""
+        running = test_phase()
+        key = (engine.id, running.nodeid, running.phase)
+        use = self._outside.get(key)
+        if use is None:
+            with self._lock:
+                use = self._outside.setdefault(key, DatabaseUse(engine))
+        use.statements += 1
+        use.operations[operation] = use.operations.get(operation, 0) + 1
+
+    def flush_outside(self) -> None:
+        """Write ``outside_request`` records for the statements counted so far."""
+        with self._lock:
+            pending, self._outside = self._outside, {}
+        for (_, test, phase), use in pending.items():
+            self._write(
+                {
+                    "type": "outside_request",
+                    "schema": SCHEMA,
+                    "test": test,
+                    "phase": phase,
+                    "engine_id": use.engine.id,
+                    "url": use.engine.url,
+                    "is_test": self.is_test(use.engine),
+                    "statements": use.statements,
+                    "operations": dict(use.operations),
+                }
+            )
+
+    # -- end -------------------------------------------------------------------------
+
+    def close(self, *, internal_errors: int = 0) -> None:
+        """Flush, write the ``summary`` record and close the file."""
+        self.flush_outside()
+        wrong = [r for r in self.requests if any(not d["is_test"] for d in r["databases"])]
+        self._write(
+            {
+                "type": "summary",
+                "schema": SCHEMA,
+                "requests": len(self.requests),
+                "wrong_db_requests": len(wrong),
+                "engines": len(self.engines),
+                "internal_errors": internal_errors,
+            }
+        )
+        if self.writer is not None:
+            self.writer.close()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.write(record)
+
+
+_span_api: Any = None
+
+
+def _current_trace_id() -> str | None:
+    """The trace id of the OpenTelemetry span active here, if any."""
+    global _span_api
+    if _span_api is None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _span_api = False
+            return None
+        _span_api = trace
+    if _span_api is False:
+        return None
+    context = _span_api.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None

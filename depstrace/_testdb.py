@@ -1,0 +1,172 @@
+"""The rule that decides whether a database is a test database.
+
+A rule comes from the ``DEPSTRACE_TEST_DB`` environment variable or from a spec passed in
+code (patterns, a regex, a callable, a SQLAlchemy URL or engine). Every check runs on the
+redacted URL, so user patterns and callables never see a password.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from depstrace._redact import _sqlalchemy_class, database_name, redact_url
+
+__all__ = ["ENV_VAR", "TestDatabaseRule"]
+
+ENV_VAR = "DEPSTRACE_TEST_DB"
+
+_DEFAULT_DESCRIPTION = 'default rule (database name contains "test", or SQLite in memory)'
+_HOW_TO = "write re:<python regex> or an fnmatch glob such as *test*"
+_ACCEPTED = (
+    "None, a str of comma-separated patterns (re:<regex> or fnmatch globs), a compiled "
+    "re.Pattern, a callable (redacted_url: str) -> bool, a SQLAlchemy URL, Engine or "
+    "AsyncEngine, or a TestDatabaseRule"
+)
+
+# (original url, redacted url) -> is it a test database?
+_Predicate = Callable[[object, str], bool]
+_Key = tuple[str, str | None, int | None, str | None]
+
+
+def _name(url: object, redacted: str) -> str | None:
+    # Strings are read back from their redacted form so nothing secret reaches patterns.
+    return database_name(redacted if isinstance(url, str) else url)
+
+
+def _default(url: object, redacted: str) -> bool:
+    name = _name(url, redacted)
+    return name is not None and (name == ":memory:" or "test" in name.lower())
+
+
+def _compile(item: str, source: str) -> Callable[[str], object]:
+    if item.startswith("re:"):
+        if not item[3:]:
+            raise ValueError(f"{source} pattern {item!r} is empty; {_HOW_TO}")
+        try:
+            return re.compile(item[3:]).search
+        except re.error as exc:
+            raise ValueError(
+                f"{source} pattern {item!r} is not a valid regular expression: {exc}; {_HOW_TO}"
+            ) from None
+    if not item:
+        raise ValueError(f"{source} pattern {item!r} is empty; {_HOW_TO}")
+    return lambda text: fnmatch.fnmatchcase(text, item)
+
+
+def _pattern_predicate(tests: list[Callable[[str], object]]) -> _Predicate:
+    def predicate(url: object, redacted: str) -> bool:
+        name = _name(url, redacted)
+        candidates = [redacted] if name is None else [redacted, name]
+        return any(test(text) for test in tests for text in candidates)
+
+    return predicate
+
+
+def _url_key(url: object, redacted: str) -> _Key | None:
+    """(backend, host, port, database) of a URL, or None when it cannot be parsed."""
+    try:
+        sa_url: Any = url
+        if isinstance(url, str):
+            from sqlalchemy.engine import make_url
+
+            sa_url = make_url(redacted)
+        backend, database = sa_url.get_backend_name(), sa_url.database
+        if backend == "sqlite":
+            # Relative and absolute spellings of one SQLite file are the same database.
+            on_disk = database and database != ":memory:"
+            database = os.path.abspath(database) if on_disk else ":memory:"
+        host = sa_url.host.lower() if sa_url.host else sa_url.host
+        return (backend, host, sa_url.port, database)
+    except Exception:
+        return None
+
+
+def _target_predicate(target: _Key) -> _Predicate:
+    def predicate(url: object, redacted: str) -> bool:
+        key = _url_key(url, redacted)
+        if key is None:
+            return False
+        # An omitted port means "the default", so it matches any explicit port.
+        same_port = key[2] is None or target[2] is None or key[2] == target[2]
+        return same_port and (key[0], key[1], key[3]) == (target[0], target[1], target[3])
+
+    return predicate
+
+
+def _callable_name(func: Callable[..., object]) -> str:
+    module = getattr(func, "__module__", None) or type(func).__module__
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}:{qualname}"
+
+
+class TestDatabaseRule:
+    """Decides whether a database URL points at a test database. Build one from a spec
+    (None for the default rule, comma-separated ``re:``/glob patterns, a compiled regex, a
+    callable taking the redacted URL, a SQLAlchemy URL, Engine or AsyncEngine) and ask
+    :meth:`matches`; :meth:`describe` explains the rule in messages."""
+
+    __test__ = False  # the name starts with "Test"; keep pytest from collecting it
+
+    def __init__(self, spec: object = None, *, source: str = ENV_VAR) -> None:
+        """Build the rule for ``spec``; ``source`` names where string patterns came from in
+        error messages and descriptions. Raise TypeError for an unsupported spec and
+        ValueError for an empty or invalid pattern."""
+        self._predicate: _Predicate
+        self._description: str
+        self._predicate, self._description = self._build(spec, source)
+
+    @staticmethod
+    def _build(spec: object, source: str) -> tuple[_Predicate, str]:
+        if isinstance(spec, TestDatabaseRule):
+            return spec._predicate, spec._description
+        if spec is None or (isinstance(spec, str) and not spec.strip()):
+            return _default, _DEFAULT_DESCRIPTION
+        if isinstance(spec, str):
+            items = [item.strip() for item in spec.split(",")]
+            tests = [_compile(item, source) for item in items]
+            return _pattern_predicate(tests), f"{source} patterns: {', '.join(items)}"
+        if isinstance(spec, re.Pattern) and isinstance(spec.pattern, str):
+            return _pattern_predicate([spec.search]), f"pattern re:{spec.pattern}"
+        engine_cls = _sqlalchemy_class("sqlalchemy.engine", "Engine")
+        async_cls = _sqlalchemy_class("sqlalchemy.ext.asyncio", "AsyncEngine")
+        url: Any = spec
+        kind = "URL"
+        if async_cls is not None and isinstance(spec, async_cls):
+            url, kind = url.sync_engine.url, "engine"
+        elif engine_cls is not None and isinstance(spec, engine_cls):
+            url, kind = url.url, "engine"
+        url_cls = _sqlalchemy_class("sqlalchemy.engine.url", "URL")
+        if url_cls is not None and isinstance(url, url_cls):
+            target = _url_key(url, "")
+            if target is not None:
+                return _target_predicate(target), f"{kind} {redact_url(url)}"
+        if callable(spec):
+            func = spec
+            return (lambda _url, redacted: bool(func(redacted))), f"callable {_callable_name(func)}"
+        raise TypeError(f"test database spec must be {_ACCEPTED}; got {type(spec).__name__}")
+
+    @classmethod
+    def coerce(cls, spec: object, *, source: str = ENV_VAR) -> TestDatabaseRule:
+        """Return ``spec`` itself when it already is a rule, else a new rule built from it."""
+        return spec if isinstance(spec, TestDatabaseRule) else cls(spec, source=source)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TestDatabaseRule:
+        """Build the rule from ``DEPSTRACE_TEST_DB`` in ``environ`` (default rule if unset)."""
+        return cls(environ.get(ENV_VAR))
+
+    def matches(self, url: object) -> bool:
+        """Whether ``url`` (a raw or redacted str, or a SQLAlchemy URL) is a test database;
+        unparsable URLs do not match, but exceptions from a user callable propagate."""
+        return self._predicate(url, redact_url(url))
+
+    def describe(self) -> str:
+        """A short human description of the rule for messages and reports."""
+        return self._description
+
+    def __repr__(self) -> str:
+        return f"TestDatabaseRule({self._description!r})"

@@ -1,0 +1,62 @@
+"""``assert_all_resolved_to_test_db``: the trace as a failing test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from depstrace._context import test_phase
+from depstrace._session import active_session
+from depstrace._testdb import TestDatabaseRule
+from depstrace.report import describe_request, offending, reevaluate
+
+SCOPES = ("test", "session")
+
+
+class NotInstrumentedError(RuntimeError):
+    """depstrace was asked for records while it was not tracing."""
+
+
+def assert_all_resolved_to_test_db(test_db: Any = None, *, scope: str = "test") -> None:
+    """Fail unless every traced request ran its statements on a test database.
+
+    ``test_db`` is a pattern string (comma-separated fnmatch globs or
+    ``re:<regex>``), a compiled regex, a callable taking the redacted URL, a
+    SQLAlchemy URL or Engine; by default the session's rule (``DEPSTRACE_TEST_DB``,
+    else: database name contains "test", or SQLite in memory).  ``scope="test"``
+    checks the requests of the running test (setup, call and teardown);
+    ``scope="session"`` every request so far.  The AssertionError lists each
+    offending request with its dependency chain, database, engine origin,
+    finding codes and a fix.
+    """
+    __tracebackhide__ = True
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} is not supported; use scope='test' or scope='session'")
+    session = active_session()
+    if session is None:
+        raise NotInstrumentedError(
+            "depstrace is not tracing, so nothing can be asserted: run pytest with "
+            "DEPSTRACE=1 (or --depstrace), or call depstrace.instrument() first"
+        )
+    rule = session.rule if test_db is None else TestDatabaseRule.coerce(test_db)
+    requests = list(session.requests)
+    if scope == "test":
+        nodeid = test_phase().nodeid
+        if nodeid is None:
+            raise ValueError(
+                "scope='test' needs a running pytest test; use scope='session' outside tests"
+            )
+        requests = [r for r in requests if r["test"] == nodeid]
+    bad = offending(reevaluate(r, rule.matches) for r in requests)
+    if not bad:
+        return
+    lines = [
+        f"{len(bad)} of {len(requests)} request{'s' if len(requests) != 1 else ''} "
+        f"reached a database that is not a test database ({rule.describe()}):"
+    ]
+    for request in bad:
+        lines.append("")
+        where = f" in {request['test']} [{request['phase']}]" if request["test"] else ""
+        body = describe_request(request)
+        lines.append("  " + body[0] + where)
+        lines.extend("  " + line for line in body[1:])
+    raise AssertionError("\n".join(lines))

@@ -1,0 +1,36 @@
+"""``depstrace``: the command line (``depstrace report`` reads a trace file)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from depstrace._config import DEFAULT_TRACE_FILE
+from depstrace._jsonl import read_records
+from depstrace.report import offending, summary_lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 clean, 1 offenders found, 2 usage)."""
+    parser = argparse.ArgumentParser(prog="depstrace", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser(
+        "report", help="print the account of a JSON Lines trace (exit 1 if any request "
+        "reached a non-test database)"
+    )
+    report.add_argument("file", nargs="?", default=str(DEFAULT_TRACE_FILE))
+    args = parser.parse_args(argv)
+    try:
+        records = list(read_records(args.file))
+    except OSError as exc:
+        print(f"depstrace: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"depstrace: {exc}", file=sys.stderr)
+        return 2
+    requests = [r for r in records if r["type"] == "request"]
+    session = next((r for r in records if r["type"] == "session"), {})
+    for line in summary_lines(requests, trace_file=args.file, rule=session.get("test_db_rule")):
+        print(line)
+    return 1 if offending(requests) else 0

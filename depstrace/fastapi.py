@@ -1,0 +1,291 @@
+"""The wrapped FastAPI dependency solver and the registry of FastAPI apps.
+
+``solve_dependencies`` recurses through its module global, and its loop is
+sequential: the i-th nested call solves ``dependant.dependencies[i]`` (or the
+override FastAPI looked up for it).  A :class:`_Frame` per call mirrors that
+loop, so each nested call becomes one :class:`DependencyNode` with its parent,
+and the gap until the next sibling starts is the time the callable itself ran.
+Values are read where FastAPI leaves them (the ``values`` dict by parameter
+name, else the dependency cache) after the frame finishes — never by wrapping
+user callables.  Records are keyed on the *original* ``Dependant`` position,
+never on ``Dependant`` identity: with overrides set, FastAPI builds fresh
+``Dependant`` objects on every request.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from depstrace._callables import describe
+from depstrace._context import current_frame, current_request
+from depstrace._failopen import report_internal_error
+from depstrace._records import DependencyNode, RequestRecord
+from depstrace._redact import redact_text
+from depstrace.sqlalchemy import engine_of, registry, value_type
+
+if TYPE_CHECKING:
+    from depstrace._patching import PatchRegistry
+
+
+# --- app registry -------------------------------------------------------------
+
+_apps: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_titles: dict[str, str] = {}
+
+
+def app_id(app: Any) -> str:
+    """A short id for a FastAPI (or any ASGI) app object, stable for the run."""
+    try:
+        return _apps[app]
+    except KeyError:
+        ident = _apps[app] = f"app{len(_titles) + 1}"
+    except TypeError:  # not weak-referenceable: still give it a readable id
+        ident = f"app@{id(app):x}"
+    _titles[ident] = app_title(app)
+    return ident
+
+
+def title_of(ident: str) -> str | None:
+    """The title of the app that got ``ident``."""
+    return _titles.get(ident)
+
+
+def app_title(app: Any) -> str:
+    """The app's ``title`` (FastAPI) or its class name."""
+    title = getattr(app, "title", None)
+    return title if isinstance(title, str) else type(app).__qualname__
+
+
+# --- solver wrapper -------------------------------------------------------------
+
+CacheKey = Callable[[Any], Any]
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``module.Type: message`` with secrets removed, cut to a readable length.
+
+    HTTP exceptions read ``Type(403): detail`` whatever their ``__str__`` does
+    in the installed Starlette.
+    """
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}"
+    )
+    status, detail = getattr(exc, "status_code", None), getattr(exc, "detail", None)
+    if isinstance(status, int) and detail is not None:
+        name, message = f"{name}({status})", str(detail)
+    else:
+        message = str(exc)
+    text = f"{name}: {redact_text(message)}" if message else name
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class _Child:
+    """Bookkeeping for one nested solve: its node and the original sub-dependant."""
+
+    __slots__ = ("key", "node", "state", "sub")
+
+    def __init__(self, node: DependencyNode, sub: Any, key: Any) -> None:
+        self.node = node
+        self.sub = sub
+        self.key = key
+        self.state = "solving"  # solving -> called | invalid | raised
+
+
+class _Frame:
+    """One ``solve_dependencies`` call: the node it belongs to and its children."""
+
+    __slots__ = ("children", "dependant", "last_cache", "node_child", "record")
+
+    def __init__(self, record: RequestRecord, node_child: _Child | None, dependant: Any) -> None:
+        self.record = record
+        self.node_child = node_child
+        self.dependant = dependant
+        self.children: list[_Child] = []
+        self.last_cache: Any = None
+
+    def start_child(self, dependant: Any, provider: Any, cache: Any, key_of: CacheKey) -> _Child | None:
+        subs = self.dependant.dependencies
+        index = len(self.children)
+        if index >= len(subs):
+            return None
+        sub = subs[index]
+        original = sub.call
+        expected = original
+        overrides = getattr(provider, "dependency_overrides", None) if provider else None
+        if overrides:
+            expected = overrides.get(original, original)
+        if dependant.call is not expected:
+            return None  # somebody else's nested solve (a plugin calling the solver)
+        self._close_last()
+        key = key_of(sub)
+        original_info = describe(original)
+        resolved_info = original_info if dependant.call is original else describe(dependant.call)
+        parent = self.node_child.node.id if self.node_child is not None else None
+        record = self.record
+        node = DependencyNode(
+            id=len(record.dependencies),
+            name=sub.name,
+            original=original_info.qualname,
+            original_site=original_info.site,
+            resolved=resolved_info.qualname,
+            resolved_site=resolved_info.site,
+            overridden=dependant.call is not original,
+            kind=resolved_info.kind,
+            callable_type=resolved_info.callable_type,
+            parent=parent,
+            provider=app_id(provider) if provider is not None else None,
+            scope=getattr(sub, "scope", None),
+            use_cache=sub.use_cache,
+            cached=bool(sub.use_cache and cache and key in cache),
+            started=time.perf_counter(),
+        )
+        record.dependencies.append(node)
+        child = _Child(node, sub, key)
+        self.children.append(child)
+        self.last_cache = cache
+        return child
+
+    def _close_last(self) -> None:
+        if self.children:
+            node = self.children[-1].node
+            if node.duration_ms is None:
+                node.duration_ms = (time.perf_counter() - node.started) * 1000.0
+
+    def finish(self, values: dict[str, Any], cache: Any) -> None:
+        self._close_last()
+        for child in self.children:
+            if child.state == "invalid":
+                child.node.error = "not called: its parameters failed validation"
+                continue
+            name = child.sub.name
+            if name is not None and name in values:
+                _observe_value(child.node, values[name])
+            elif cache and child.key in cache:
+                _observe_value(child.node, cache[child.key])
+
+    def fail(self, exc: BaseException) -> None:
+        self._close_last()
+        if self.children:
+            last = self.children[-1]
+            if last.state == "called":  # its sub-dependencies were solved: its own call raised
+                last.node.error = describe_exception(exc)
+        cache = self.last_cache
+        for child in self.children[:-1]:
+            if cache and child.key in cache:
+                _observe_value(child.node, cache[child.key])
+
+
+def _observe_value(node: DependencyNode, value: Any) -> None:
+    node.value_type = value_type(value)
+    engine = engine_of(value)
+    if engine is not None:
+        node.engine_id = registry.lookup(engine).id
+
+
+def _unpack(result: Any) -> tuple[dict[str, Any], Any, Any]:
+    """``(values, errors, cache)`` from a 5-tuple (<0.112.3) or a ``SolvedDependency``."""
+    if isinstance(result, tuple):
+        return result[0], result[1], result[4]
+    return result.values, result.errors, result.dependency_cache
+
+
+def make_traced_solver(original: Callable[..., Any], key_of: CacheKey) -> Callable[..., Any]:
+    """Wrap ``solve_dependencies``; ``**kwargs`` go through untouched."""
+
+    async def solve_dependencies(*args: Any, **kwargs: Any) -> Any:
+        record = current_request.get()
+        if record is None:
+            return await original(*args, **kwargs)
+        try:
+            frame, token = _enter(record, kwargs, key_of)
+        except Exception:
+            report_internal_error("solver wrapper (enter)")
+            return await original(*args, **kwargs)
+        try:
+            result = await original(*args, **kwargs)
+        except BaseException as exc:
+            current_frame.reset(token)
+            try:
+                frame.fail(exc)
+                if frame.node_child is not None:
+                    frame.node_child.state = "raised"
+            except Exception:
+                report_internal_error("solver wrapper (error)")
+            raise
+        current_frame.reset(token)
+        try:
+            values, errors, cache = _unpack(result)
+            frame.finish(values, cache)
+            if frame.node_child is not None:
+                frame.node_child.state = "invalid" if errors else "called"
+        except Exception:
+            report_internal_error("solver wrapper (exit)")
+        return result
+
+    solve_dependencies.__wrapped__ = original  # type: ignore[attr-defined]
+    solve_dependencies.__doc__ = original.__doc__
+    return solve_dependencies
+
+
+def _enter(record: RequestRecord, kwargs: dict[str, Any], key_of: CacheKey) -> tuple[_Frame, Any]:
+    dependant = kwargs["dependant"]
+    provider = kwargs.get("dependency_overrides_provider")
+    parent = current_frame.get()
+    child = None
+    if parent is not None:
+        child = parent.start_child(dependant, provider, kwargs.get("dependency_cache"), key_of)
+    if child is None:  # a root solve: the endpoint (or a router-level group of dependencies)
+        _note_root(record, dependant, provider, kwargs.get("request"))
+    frame = _Frame(record, child, dependant)
+    return frame, current_frame.set(frame)
+
+
+def _note_root(record: RequestRecord, dependant: Any, provider: Any, request: Any) -> None:
+    if provider is not None and record.provider_id is None:
+        record.provider_id = app_id(provider)
+        record.provider_title = app_title(provider)
+    if dependant.call is not None:
+        record.endpoint = describe(dependant.call).qualname
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict):
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            prefix = scope.get("root_path", "")[len(record.root_path) :]
+            record.route = prefix + path
+
+
+def _cache_key_function() -> CacheKey:
+    import fastapi.dependencies.utils as utils
+
+    get_cache_key = getattr(utils, "_get_cache_key", None)
+    if get_cache_key is not None:  # FastAPI >= 0.140
+        return lambda sub: get_cache_key(dependant=sub)
+    return lambda sub: sub.cache_key
+
+
+def install(patches: PatchRegistry) -> bool:
+    """Wrap the solver everywhere it is bound and route every FastAPI app through
+    the depstrace middleware; False when FastAPI is not installed."""
+    try:
+        import fastapi
+        import fastapi.dependencies.utils as utils
+        import fastapi.routing  # noqa: F401  (binds solve_dependencies by name)
+    except ImportError:
+        return False
+    from depstrace.middleware import traced_call
+
+    traced = make_traced_solver(utils.solve_dependencies, _cache_key_function())
+    patches.rebind_everywhere(utils.solve_dependencies, traced)
+    original_call = fastapi.FastAPI.__call__
+
+    async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        await traced_call(self, original_call, scope, receive, send)
+
+    __call__.__wrapped__ = original_call  # type: ignore[attr-defined]
+    patches.patch(fastapi.FastAPI, "__call__", __call__)
+    return True

@@ -1,0 +1,115 @@
+"""Pure ASGI middleware that opens and closes one record per request.
+
+``__init__`` stores configuration only; per-request state lives in locals and a
+wrapped ``send``; exceptions are always re-raised.  With depstrace instrumented,
+every ``FastAPI.__call__`` goes through :func:`traced_call`, so users never add
+the middleware by hand under pytest; :class:`DepstraceMiddleware` is the same
+logic for apps instrumented explicitly or served by something that is not
+``FastAPI`` (a Starlette app mounting FastAPI routers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from depstrace._context import current_request
+from depstrace._failopen import report_internal_error
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class DepstraceMiddleware:
+    """Record every HTTP request and websocket session that passes through ``app``.
+
+    Add it like any ASGI middleware (``app.add_middleware(DepstraceMiddleware)``)
+    when instrumenting outside pytest; under ``DEPSTRACE=1`` every FastAPI app is
+    already traced and adding it again is harmless (the outermost record wins).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await traced_call(self.app, None, scope, receive, send)
+
+
+async def traced_call(
+    app: Any,
+    unbound_call: Callable[..., Awaitable[None]] | None,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Run ``app`` (or ``unbound_call(app, ...)``) for one ASGI call, recorded."""
+    from depstrace._session import active_session
+
+    session = active_session()
+    if session is None or scope["type"] not in ("http", "websocket"):
+        await _call(app, unbound_call, scope, receive, send)
+        return
+    outer = current_request.get()
+    if outer is not None:  # a mounted sub-app, or the middleware added twice
+        outer.apps.append(_app_ref(app))
+        await _call(app, unbound_call, scope, receive, send)
+        return
+    try:
+        record = session.open_request(scope, app)
+    except Exception:
+        report_internal_error("middleware (open)")
+        await _call(app, unbound_call, scope, receive, send)
+        return
+
+    async def traced_send(message: Message) -> None:
+        try:
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start"):
+                record.status = message["status"]
+            elif kind == "websocket.accept":
+                record.status = 101
+            elif kind == "websocket.close" and record.status is None:
+                record.status = 403  # closed before accept: Starlette answers 403
+        except Exception:
+            report_internal_error("middleware (send)")
+        await send(message)
+
+    token = current_request.set(record)
+    try:
+        await _call(app, unbound_call, scope, receive, traced_send)
+    except BaseException as exc:
+        try:
+            from depstrace.fastapi import describe_exception
+
+            record.error = describe_exception(exc)
+        except Exception:
+            report_internal_error("middleware (error)")
+        raise
+    finally:
+        current_request.reset(token)
+        try:
+            session.close_request(record)
+        except Exception:
+            report_internal_error("middleware (close)")
+
+
+async def _call(
+    app: Any,
+    unbound_call: Callable[..., Awaitable[None]] | None,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    if unbound_call is None:
+        await app(scope, receive, send)
+    else:
+        await unbound_call(app, scope, receive, send)
+
+
+def _app_ref(app: Any) -> str:
+    from depstrace.fastapi import app_id
+
+    return app_id(app)

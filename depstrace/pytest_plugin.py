@@ -1,0 +1,143 @@
+"""The pytest plugin (entry point ``depstrace``): on with ``DEPSTRACE=1`` or ``--depstrace``.
+
+Importing this module imports neither FastAPI nor SQLAlchemy; disabled, it
+installs nothing.  Enabled, it instruments before the first conftest is
+imported (so import-time engines have a creation site), tells the tracer which
+test and phase is running, and ends the run with an account of every request
+that reached a non-test database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from depstrace import _config
+from depstrace._context import TestPhase, restore_test_phase, set_test_phase
+
+if TYPE_CHECKING:
+    from depstrace._session import TraceSession
+
+
+@dataclass
+class _PluginState:
+    session: TraceSession
+    trace_file: Path
+    previous_phase: TestPhase
+
+
+_state_key = pytest.StashKey[_PluginState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register ``--depstrace`` and ``--depstrace-file``."""
+    group = parser.getgroup("depstrace", "trace FastAPI dependencies and databases")
+    group.addoption(
+        "--depstrace",
+        action="store_true",
+        default=False,
+        help="trace every FastAPI request and SQL statement (same as DEPSTRACE=1)",
+    )
+    group.addoption(
+        "--depstrace-file",
+        default=None,
+        metavar="PATH",
+        help="JSON Lines trace file (default: $DEPSTRACE_FILE, else "
+        ".depstrace/trace.jsonl under the rootdir)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """Decide whether to trace and, if so, instrument before conftests are imported."""
+    try:
+        enabled = _config.parse_enabled()
+        namespace = early_config.known_args_namespace
+        enabled = enabled or bool(getattr(namespace, "depstrace", False))
+        if not enabled:
+            return
+        option = getattr(namespace, "depstrace_file", None)
+        trace_file = Path(option) if option else _config.trace_file(root=early_config.rootpath)
+        from depstrace._instrument import instrument
+
+        previous = set_test_phase(None, "startup")
+        session = instrument(trace_file=trace_file)
+    except (_config.ConfigurationError, ValueError, TypeError) as exc:
+        raise pytest.UsageError(f"depstrace: {exc}") from None
+    early_config.stash[_state_key] = _PluginState(session, trace_file, previous)
+
+
+def _phase(config: pytest.Config, nodeid: str | None, phase: str) -> Generator[None, Any, None]:
+    if _state_key not in config.stash:  # disabled: touch nothing
+        yield
+        return
+    previous = set_test_phase(nodeid, phase)
+    try:
+        yield
+    finally:
+        restore_test_phase(previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, Any, None]:
+    """Statements and engines created while collecting belong to "collection"."""
+    yield from _phase(session.config, None, "collection")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, None]:
+    """Attribute what runs in fixtures' setup to the test."""
+    yield from _phase(item.config, item.nodeid, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    """Attribute what the test body runs to the test."""
+    yield from _phase(item.config, item.nodeid, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
+    """Attribute fixture teardown to the test, then flush its outside-request counts."""
+    yield from _phase(item.config, item.nodeid, "teardown")
+    state = item.config.stash.get(_state_key, None)
+    if state is not None:
+        state.session.flush_outside()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """End the run with the account of requests that reached a non-test database."""
+    state = config.stash.get(_state_key, None)
+    if state is None:
+        return
+    from depstrace import _failopen
+    from depstrace.report import offending, summary_lines
+
+    requests = list(state.session.requests)
+    bad = bool(offending(requests))
+    terminalreporter.write_sep("=", "depstrace", red=bad, green=not bad)
+    for line in summary_lines(
+        requests,
+        trace_file=str(state.trace_file),
+        internal_errors=sum(_failopen.internal_errors.values()),
+        rule=state.session.rule.describe(),
+    ):
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove every patch and close the trace file."""
+    state = config.stash.get(_state_key, None)
+    if state is None:
+        return
+    from depstrace._instrument import uninstrument
+
+    uninstrument()
+    restore_test_phase(state.previous_phase)
+    del config.stash[_state_key]

@@ -1,0 +1,118 @@
+"""Pure functions that turn request records into the words users read.
+
+Used by the pytest terminal summary, by the assertion message and by
+``depstrace report``; they take plain dicts (docs/format.md), so a trace file
+read back renders exactly like a live run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from depstrace.findings import request_findings
+
+Record = dict[str, Any]
+
+
+def reevaluate(request: Record, is_test: Callable[[str], bool]) -> Record:
+    """A copy of ``request`` judged by another test-database rule."""
+    databases = [db | {"is_test": is_test(db["url"])} for db in request["databases"]]
+    judged = request | {"databases": databases}
+    judged["findings"] = [f.to_dict() for f in request_findings(judged)]
+    return judged
+
+
+def offending(requests: Iterable[Record]) -> list[Record]:
+    """The requests that ran at least one statement on a non-test database."""
+    return [r for r in requests if any(not db["is_test"] for db in r["databases"])]
+
+
+def describe_request(request: Record) -> list[str]:
+    """Lines explaining one offending request: route, databases, chain, findings, fix."""
+    status = request["status"] if request["status"] is not None else "no response"
+    head = f"{request['method']} {request['path']} -> {status}"
+    if request.get("route") and request["route"] != request["path"]:
+        head += f"  (route {request['route']})"
+    lines = [head]
+    app = request["app"]
+    provider = request.get("provider")
+    served = f"app {app['title']!r} [{app['id']}]"
+    if provider and provider["id"] != app["id"]:
+        served += f", overrides read from {provider['title']!r} [{provider['id']}]"
+    if request.get("endpoint"):
+        served += f", endpoint {request['endpoint']}"
+    lines.append(f"  served by  {served}")
+    deps = {d["id"]: d for d in request["dependencies"]}
+    for db in request["databases"]:
+        if db["is_test"]:
+            continue
+        created = (
+            f"created at {db['created_at']} during {db['created_phase']}"
+            if db.get("created_at")
+            else "created before depstrace was enabled"
+        )
+        lines.append(
+            f"  database   {db['url']}  [engine {db['engine_id']}, {created}; "
+            f"{db['statements']} statement{'s' if db['statements'] != 1 else ''}]"
+        )
+        lines.append(f"  via        {_chain(db, deps)}")
+    for finding in request["findings"]:
+        lines.append(f"  {finding['code']:<10} {finding['message']}")
+    hints = dict.fromkeys(f["hint"] for f in request["findings"])
+    lines.extend(f"  fix        {hint}" for hint in hints)
+    return lines
+
+
+def _chain(db: Record, deps: dict[int, Record]) -> str:
+    if db["via"] is None:
+        return "no dependency: opened outside Depends"
+    node = next((d for d in deps.values() if d["name"] == db["via"] and d["engine_id"] == db["engine_id"]), None)
+    parts = []
+    while node is not None:
+        if node["overridden"]:
+            parts.append(f"{node['name']}={node['resolved']} (override of {node['original']})")
+        else:
+            parts.append(f"{node['name']}={node['resolved']} (not overridden)")
+        node = deps.get(node["parent"]) if node["parent"] is not None else None
+    return " <- ".join(parts)
+
+
+def summary_lines(
+    requests: Sequence[Record],
+    *,
+    trace_file: str | None,
+    internal_errors: int = 0,
+    rule: str | None = None,
+) -> list[str]:
+    """The end-of-run account: one line when clean, else each offender by test."""
+    bad = offending(requests)
+    tests = {r["test"] for r in requests}
+    where = f" Trace: {trace_file}" if trace_file else ""
+    lines: list[str] = []
+    if not bad:
+        lines.append(
+            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''} in "
+            f"{len(tests)} test{'s' if len(tests) != 1 else ''}, all on test databases.{where}"
+        )
+    else:
+        bad_tests: dict[str | None, list[Record]] = {}
+        for request in bad:
+            bad_tests.setdefault(request["test"], []).append(request)
+        lines.append(
+            f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database, "
+            f"in {len(bad_tests)} test{'s' if len(bad_tests) != 1 else ''}.{where}"
+        )
+        if rule:
+            lines.append(f"test database rule: {rule}")
+        for test, test_requests in bad_tests.items():
+            lines.append("")
+            lines.append(test or "(outside any test)")
+            for request in test_requests:
+                lines.extend("  " + line for line in describe_request(request))
+    if internal_errors:
+        lines.append(
+            f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete "
+            "(see the 'depstrace' logger)."
+        )
+    return lines

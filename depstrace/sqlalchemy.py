@@ -1,0 +1,293 @@
+"""SQLAlchemy probe: the engine registry and per-statement attribution.
+
+Listeners sit on the ``Engine`` *class*, so engines created before depstrace was
+enabled (module-level globals built at import time) are seen on their first
+statement; async engines fire on their ``sync_engine``.  ``create_engine`` is
+wrapped only to learn where and when an engine was created.  The statement
+listener is the hot path: one dict lookup for the engine, one regex match for
+the operation, one contextvar read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from depstrace._callables import shorten_path
+from depstrace._context import current_request, test_phase
+from depstrace._records import EngineInfo
+from depstrace._redact import database_name, redact_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from depstrace._patching import PatchRegistry
+
+_OPERATION = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(\w+)", re.DOTALL)
+# Frames in these directories are never "the user's create_engine call".
+_skip_dirs: tuple[str, ...] = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+class EngineRegistry:
+    """Every engine seen during the run, by identity, with a short stable id."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[int, tuple[weakref.ref[Any], EngineInfo]] = {}
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self.on_new: Callable[[EngineInfo], None] | None = None
+
+    def __iter__(self) -> Any:
+        return iter([info for _, info in list(self._by_key.values())])
+
+    def lookup(self, engine: Engine) -> EngineInfo:
+        """The info for ``engine``, registering it (site unknown) on first sight."""
+        hit = self._by_key.get(id(engine))
+        if hit is not None and hit[0]() is engine:
+            return hit[1]
+        return self.register(engine, created_at=None, created_phase=None, created_test=None)
+
+    def find(self, engine: Engine) -> EngineInfo | None:
+        """The info for ``engine`` if it was registered, without registering it."""
+        hit = self._by_key.get(id(engine))
+        return hit[1] if hit is not None and hit[0]() is engine else None
+
+    def register(
+        self,
+        engine: Engine,
+        *,
+        created_at: str | None,
+        created_phase: str | None,
+        created_test: str | None,
+    ) -> EngineInfo:
+        """Record ``engine`` (idempotent: a known engine keeps its first info)."""
+        with self._lock:
+            known = self.find(engine)
+            if known is not None:
+                return known
+            url = engine.url
+            info = EngineInfo(
+                id=f"e{next(self._counter)}",
+                url=redact_url(url),
+                backend=url.get_backend_name(),
+                driver=url.get_driver_name(),
+                database=database_name(url),
+                created_at=created_at,
+                created_phase=created_phase,
+                created_test=created_test,
+            )
+            key = id(engine)
+
+            def forget(_: object, key: int = key) -> None:
+                self._by_key.pop(key, None)
+
+            self._by_key[key] = (weakref.ref(engine, forget), info)
+        if self.on_new is not None:
+            self.on_new(info)
+        return info
+
+    def clear(self) -> None:
+        """Forget every engine (a new trace session starts numbering at e1)."""
+        with self._lock:
+            self._by_key.clear()
+            self._counter = itertools.count(1)
+
+
+registry = EngineRegistry()
+
+OutsideSink = Callable[[EngineInfo, str], None]
+_outside_sink: OutsideSink | None = None
+
+
+def _operation(statement: str) -> str:
+    match = _OPERATION.match(statement)
+    return match.group(1).upper() if match else "?"
+
+
+def _before_cursor_execute(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    try:
+        info = registry.lookup(conn.engine)
+        record = current_request.get()
+        if record is not None:
+            record.note_statement(info, _operation(statement))
+        elif _outside_sink is not None:
+            _outside_sink(info, _operation(statement))
+    except Exception:  # the tracer never breaks the application it observes
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("statement listener")
+
+
+def creation_site() -> tuple[str | None, str]:
+    """Where user code called ``create_engine``, and whether that was an import."""
+    frame = sys._getframe(1)
+    site: str | None = None
+    importing = False
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith("<frozen importlib"):
+            importing = True
+            break
+        if site is None and not filename.startswith(_skip_dirs):
+            site = f"{shorten_path(filename)}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return site, "import" if importing else test_phase().phase
+
+
+def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
+    """Install the listener and the ``create_engine`` wrapper; False without SQLAlchemy."""
+    global _outside_sink, _skip_dirs
+    try:
+        import sqlalchemy
+        import sqlalchemy.engine.create as create_module
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+    except ImportError:
+        return False
+    _outside_sink = outside_sink
+    sqlalchemy_dir = os.path.dirname(os.path.abspath(sqlalchemy.__file__ or "")) + os.sep
+    _skip_dirs = (_skip_dirs[0], sqlalchemy_dir)
+    original = create_module.create_engine
+
+    def create_engine(*args: Any, **kwargs: Any) -> Any:
+        engine = original(*args, **kwargs)
+        try:
+            site, phase = creation_site()
+            registry.register(
+                engine, created_at=site, created_phase=phase, created_test=test_phase().nodeid
+            )
+        except Exception:
+            from depstrace._failopen import report_internal_error
+
+            report_internal_error("create_engine wrapper")
+        return engine
+
+    create_engine.__wrapped__ = original  # type: ignore[attr-defined]
+    create_engine.__doc__ = original.__doc__
+    patches.rebind_everywhere(original, create_engine)
+    patches.listen(
+        Engine,
+        "before_cursor_execute",
+        _before_cursor_execute,
+        add=event.listen,
+        remove=event.remove,
+    )
+    return True
+
+
+def uninstall() -> None:
+    """Forget module state (the patches themselves are undone by the registry)."""
+    global _outside_sink
+    _outside_sink = None
+    registry.clear()
+    _extractors.clear()
+
+
+# --- which engine does a dependency's value use? -------------------------------
+
+Extractor = Callable[[Any], Any]
+_extractors: dict[type, Extractor | None] = {}
+
+
+def engine_of(value: Any) -> Engine | None:
+    """The sync ``Engine`` behind a Session/Engine/sessionmaker/... value, or None.
+
+    The extractor is chosen once per type.  Plain objects (a repository or
+    service class holding a session) are looked into one level deep.
+    """
+    kind = type(value)
+    try:
+        extractor = _extractors[kind]
+    except KeyError:
+        extractor = _extractors[kind] = _choose_extractor(kind)
+    if extractor is None:
+        return None
+    try:
+        return extractor(value)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def _normalize(bind: Any) -> Any:
+    if bind is None:
+        return None
+    sync_engine = getattr(bind, "sync_engine", None)  # AsyncEngine, AsyncConnection
+    if sync_engine is not None:
+        return sync_engine
+    return getattr(bind, "engine", None)  # Engine.engine is itself; Connection.engine
+
+
+def _session_engine(session: Any) -> Any:
+    bind = session.bind
+    if bind is None:
+        try:
+            bind = session.get_bind()
+        except Exception:  # unbound, or bound per mapper only
+            return None
+    return _normalize(bind)
+
+
+def _factory_engine(factory: Any) -> Any:
+    return _normalize(factory.kw.get("bind"))
+
+
+def _scoped_engine(scoped: Any) -> Any:
+    return _factory_engine(scoped.session_factory)
+
+
+def _attribute_engine(value: Any) -> Any:
+    for attribute in list(vars(value).values())[:32]:
+        if type(attribute) is not type(value) and _looks_like_sqlalchemy(type(attribute)):
+            engine = engine_of(attribute)
+            if engine is not None:
+                return engine
+    return None
+
+
+def _looks_like_sqlalchemy(kind: type) -> bool:
+    return kind.__module__.startswith("sqlalchemy.")
+
+
+def _choose_extractor(kind: type) -> Extractor | None:
+    if "sqlalchemy" in sys.modules and _looks_like_sqlalchemy(kind):
+        from sqlalchemy.engine import Connection, Engine
+        from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+        table: list[tuple[type, Extractor]] = [
+            (Engine, _normalize),
+            (Connection, _normalize),
+            (Session, _session_engine),
+            (sessionmaker, _factory_engine),
+            (scoped_session, _scoped_engine),
+        ]
+        if "sqlalchemy.ext.asyncio" in sys.modules:
+            from sqlalchemy.ext import asyncio as sa_asyncio
+
+            table += [
+                (sa_asyncio.AsyncEngine, _normalize),
+                (sa_asyncio.AsyncConnection, _normalize),
+                (sa_asyncio.AsyncSession, lambda s: _session_engine(s.sync_session)),
+                (sa_asyncio.async_sessionmaker, _factory_engine),
+                (sa_asyncio.async_scoped_session, _scoped_engine),
+            ]
+        for base, extractor in table:
+            if issubclass(kind, base):
+                return extractor
+        return None
+    if kind.__module__ == "builtins" or not hasattr(kind, "__dict__"):
+        return None
+    return _attribute_engine
+
+
+def value_type(value: Any) -> str:
+    """``module:qualname`` of the value's type, for the record."""
+    kind = type(value)
+    return f"{kind.__module__}:{kind.__qualname__}"

@@ -1,0 +1,1 @@
+"""A tiny FastAPI shop used as the depstrace example."""

@@ -1,0 +1,92 @@
+"""Shared fixtures: a traced session, real SQLite files, a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import depstrace
+from depstrace._session import TraceSession
+
+PG_HOST = os.environ.get("DEPSTRACE_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("DEPSTRACE_PG_PORT", "5432"))
+PG_USER = os.environ.get("DEPSTRACE_PG_USER", "postgres")
+PG_TEST_DB = "depstrace_test"
+PG_PROD_DB = "depstrace_prod"
+
+
+@pytest.fixture(autouse=True)
+def _never_leave_instrumented() -> Iterator[None]:
+    """Every test starts and ends with depstrace uninstrumented."""
+    assert not depstrace.is_instrumented(), "a previous test left depstrace instrumented"
+    yield
+    depstrace.uninstrument()
+
+
+@pytest.fixture
+def trace_file(tmp_path: Path) -> Path:
+    """Where the traced session writes its JSON Lines."""
+    return tmp_path / "trace.jsonl"
+
+
+@pytest.fixture
+def traced(trace_file: Path) -> Iterator[TraceSession]:
+    """depstrace instrumented for one test, writing to ``trace_file``."""
+    session = depstrace.instrument(trace_file=trace_file)
+    yield session
+    depstrace.uninstrument()
+
+
+@pytest.fixture
+def sqlite_urls(tmp_path: Path) -> dict[str, str]:
+    """Sync and async URLs of a real test and a real "production" SQLite file."""
+    return {
+        "test": f"sqlite:///{tmp_path / 'test_app.db'}",
+        "prod": f"sqlite:///{tmp_path / 'prod.db'}",
+        "async_test": f"sqlite+aiosqlite:///{tmp_path / 'test_app.db'}",
+        "async_prod": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
+    }
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a test dependency
+        return "psycopg is not installed"
+    try:
+        with psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
+        ) as conn:
+            conn.autocommit = True
+            for name in (PG_TEST_DB, PG_PROD_DB):
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if exists.fetchone() is None:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        return f"PostgreSQL at {PG_HOST}:{PG_PORT} is not usable: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> dict[str, str]:
+    """URLs of two real PostgreSQL databases (test and "production")."""
+    reason = _pg_reachable()
+    if reason is not None:
+        if os.environ.get("DEPSTRACE_REQUIRE_PG") == "1":
+            pytest.fail(f"DEPSTRACE_REQUIRE_PG=1 but {reason}")
+        pytest.skip(reason)
+    base = f"{PG_USER}@{PG_HOST}:{PG_PORT}"
+    return {
+        "psycopg_test": f"postgresql+psycopg://{base}/{PG_TEST_DB}",
+        "psycopg_prod": f"postgresql+psycopg://{base}/{PG_PROD_DB}",
+        "asyncpg_test": f"postgresql+asyncpg://{base}/{PG_TEST_DB}",
+        "asyncpg_prod": f"postgresql+asyncpg://{base}/{PG_PROD_DB}",
+    }
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run anyio-marked tests on asyncio only."""
+    return "asyncio"
