@@ -90,7 +90,8 @@ def _kind(target: Any) -> str:
     # in the threadpool; an instance is judged by its __call__.
     if inspect.isclass(target):
         return "sync"
-    fn = target if inspect.isroutine(target) else getattr(type(target), "__call__", target)
+    # The __call__ *function* is what tells async from sync, not callability.
+    fn = target if inspect.isroutine(target) else getattr(type(target), "__call__", target)  # noqa: B004
     fn = inspect.unwrap(_unwrap_partial(fn)) if callable(fn) else fn
     if inspect.isasyncgenfunction(fn):
         return "async_generator"
@@ -107,7 +108,8 @@ def _site(target: Any) -> str | None:
         fn = fn.__func__
     code = getattr(fn, "__code__", None)
     if code is None and not inspect.isclass(target) and callable(target):
-        code = getattr(getattr(type(target), "__call__", None), "__code__", None)
+        call = getattr(type(target), "__call__", None)  # noqa: B004 - the method, for its code
+        code = getattr(call, "__code__", None)
     if code is not None:
         return f"{shorten_path(code.co_filename)}:{code.co_firstlineno}"
     if inspect.isclass(target):

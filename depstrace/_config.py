@@ -43,8 +43,7 @@ def trace_file(environ: Mapping[str, str] = os.environ, *, root: Path | None = N
         path = Path(raw).expanduser()
         if path.exists() and path.is_dir():
             raise ConfigurationError(
-                f"DEPSTRACE_FILE={raw!r} is a directory; name a file such as "
-                f"{path / 'trace.jsonl'}"
+                f"DEPSTRACE_FILE={raw!r} is a directory; name a file such as {path / 'trace.jsonl'}"
             )
         return path
     return (root or Path.cwd()) / DEFAULT_TRACE_FILE

@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from depstrace._records import RequestRecord
     from depstrace.fastapi import _Frame
 
-current_request: ContextVar[RequestRecord | None] = ContextVar(
-    "depstrace_request", default=None
-)
+current_request: ContextVar[RequestRecord | None] = ContextVar("depstrace_request", default=None)
 current_frame: ContextVar[_Frame | None] = ContextVar("depstrace_solver_frame", default=None)
 
 

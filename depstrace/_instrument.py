@@ -15,7 +15,9 @@ _patches: PatchRegistry | None = None
 _UNSET: Any = object()
 
 
-def instrument(*, trace_file: str | os.PathLike[str] | None = _UNSET, test_db: Any = None) -> TraceSession:
+def instrument(
+    *, trace_file: str | os.PathLike[str] | None = _UNSET, test_db: Any = None
+) -> TraceSession:
     """Start tracing every FastAPI request and SQLAlchemy statement in this process.
 
     ``trace_file`` is where the JSON Lines trace goes (default: ``DEPSTRACE_FILE``,
@@ -28,7 +30,11 @@ def instrument(*, trace_file: str | os.PathLike[str] | None = _UNSET, test_db: A
     running = active_session()
     if running is not None:
         return running
-    rule = TestDatabaseRule.from_env(os.environ) if test_db is None else TestDatabaseRule.coerce(test_db)
+    rule = (
+        TestDatabaseRule.from_env(os.environ)
+        if test_db is None
+        else TestDatabaseRule.coerce(test_db)
+    )
     path = _config.trace_file() if trace_file is _UNSET else trace_file
     session = TraceSession(trace_file=None if path is None else Path(path), rule=rule)
     patches = PatchRegistry()

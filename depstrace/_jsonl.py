@@ -57,5 +57,5 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 return  # truncated last line
             raise ValueError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
         if not isinstance(record, dict) or "type" not in record:
-            raise ValueError(f"{path}:{number}: not a depstrace record (no \"type\" key)")
+            raise ValueError(f'{path}:{number}: not a depstrace record (no "type" key)')
         yield record

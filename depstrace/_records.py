@@ -151,5 +151,5 @@ class RequestRecord:
         by_id = {n.id: n for n in self.dependencies}
         chain = [node]
         while chain[-1].parent is not None and chain[-1].parent in by_id:
-            chain.append(by_id[chain[-1].parent])  # type: ignore[index]
+            chain.append(by_id[chain[-1].parent])
         return chain

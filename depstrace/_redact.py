@@ -9,6 +9,7 @@ strictly necessary rather than risk showing part of a secret.
 from __future__ import annotations
 
 import re
+import string
 import sys
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -22,18 +23,20 @@ MASK = "***"
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "sig", "private")
 _SECRET_RE = re.compile("|".join(_SECRET_WORDS), re.IGNORECASE)
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SCHEME_CHARS = frozenset(string.ascii_letters + string.digits + "+.-")
 # A query parameter starts after &, ; or # only when a ``name=`` follows, so a raw "&"
 # inside a secret value stays part of (and is masked with) that value.
 _PARAM_SPLIT_RE = re.compile(r"([&;#])(?=[^&;#=]*=)")
 # A URL in free text stops at whitespace, quotes and brackets; _text_url_end may extend it.
-_TEXT_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>(){}]*")
 _TEXT_URL_TAIL_RE = re.compile(r"[^\s'\"<>(){}]*")
 _SPACE_RE = re.compile(r"\s")
+_NOT_KEYS = ("error", "exception", "warning")  # "KeyError: 'password'" names no secret
 _PORT_RE = re.compile(r"[^:/@]*:\d+[/,?#]")
 _QUOTED = r"'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|\{(?:[^}]|\}\})*\}?"
 # The lookahead keeps the regex linear: only keys that contain a secret word are tried,
-# so a non-secret key never swallows a value that itself holds "password=...".
-_KEY = rf"(?<![\w.\-])(?=[\w.\-]*(?:{'|'.join(_SECRET_WORDS)}))(?P<key>[\w.\-]+)"
+# so a non-secret key never swallows a value that itself holds "password=...". A key right
+# after "//" is a URL's username ("postgresql://authuser:pw@h"), left to the URL rules.
+_KEY = rf"(?<![\w.\-])(?<!//)(?=[\w.\-]*(?:{'|'.join(_SECRET_WORDS)}))(?P<key>[\w.\-]+)"
 _TEXT_PAIR_RE = re.compile(
     _KEY + r"(?P<sep>[\"']?[ \t]*(?:=|:(?!//))[ \t]*)(?P<scheme>(?:bearer|basic|digest)[ \t]+)?"
     r"(?P<val>'(?:[^'\\\n]|\\.)*'?|\"(?:[^\"\\\n]|\\.)*\"?|\{(?:[^}\n]|\}\})*\}?"
@@ -61,14 +64,21 @@ def _is_secret(key: str) -> bool:
 
 def _to_text(url: object) -> tuple[str, Any]:
     """Render ``url`` as text, returning it with the SQLAlchemy URL object (or None)."""
+    if isinstance(url, str):
+        return url, None
+    # Redaction runs inside error paths, so a broken object must never make it raise.
+    sa_url: Any = None
     try:
         url_cls = _sqlalchemy_class("sqlalchemy.engine.url", "URL")
         if url_cls is not None and isinstance(url, url_cls):
-            return str(url.render_as_string(hide_password=False)), url
-        return str(url), None
+            sa_url = url
+            return str(sa_url.render_as_string(hide_password=False)), sa_url
     except Exception:
-        # A broken __str__ must not turn redaction into a crash inside an error path.
-        return f"<unprintable {type(url).__name__}>", None
+        pass
+    try:
+        return str(url), sa_url
+    except Exception:
+        return f"<unprintable {type(url).__name__}>", sa_url
 
 
 def _split_authority(rest: str) -> tuple[str | None, str]:
@@ -151,8 +161,8 @@ def _mask_pair(match: re.Match[str]) -> str:
     groups = match.groupdict()
     value = groups["val"]
     sep = groups["sep"]
-    if not value or (sep.strip().endswith(":") and groups["key"].lower().endswith("error")):
-        # "KeyError: 'x'" is an exception name, not a credential; empty values hide nothing.
+    if not value or (sep.strip().endswith(":") and groups["key"].lower().endswith(_NOT_KEYS)):
+        # "KeyError: 'x'" names an exception, not a credential; empty values hide nothing.
         return match.group(0)
     if value.startswith(("'", '"')):
         masked = value[0] + MASK + value[0]
@@ -161,18 +171,34 @@ def _mask_pair(match: re.Match[str]) -> str:
     return f"{groups['key']}{sep}{groups.get('scheme') or ''}{masked}"
 
 
-def _text_url_end(text: str, match: re.Match[str]) -> int:
-    """Where the URL found by ``match`` ends, extended when a raw password may go on."""
-    body = match.group(0).split("://", 1)[1]
+def _find_text_url(text: str, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the next ``scheme://...`` in ``text`` at or after ``pos``, or None."""
+    # Searching for "://" and walking back over the scheme stays linear on long words,
+    # where a regex starting at every letter would be quadratic.
+    while (sep := text.find("://", pos)) >= 0:
+        start = sep
+        while start > pos and text[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        scheme = text[start:sep].lstrip("0123456789+.-")
+        if scheme:
+            tail = _TEXT_URL_TAIL_RE.match(text, sep + 3)
+            return sep - len(scheme), tail.end() if tail else sep + 3
+        pos = sep + 3
+    return None
+
+
+def _text_url_end(text: str, start: int, end: int) -> int:
+    """Where the URL at ``text[start:end]`` ends, extended when a raw password may go on."""
+    body = text[start:end].split("://", 1)[1]
     # Only a ":" before the path can start a password; "host:5432/" is a port.
     if ":" not in body.split("/", 1)[0] or _PORT_RE.match(body):
-        return match.end()
+        return end
     # A password with a space or quote cuts the match short; if an "@" follows on the same
     # line, assume the password runs up to the last one (over-redacting rather than leaking).
-    line_end = text.find("\n", match.end())
-    last_at = text.rfind("@", match.end(), len(text) if line_end < 0 else line_end)
+    line_end = text.find("\n", end)
+    last_at = text.rfind("@", end, len(text) if line_end < 0 else line_end)
     if last_at < 0:
-        return match.end()
+        return end
     tail = _TEXT_URL_TAIL_RE.match(text, last_at + 1)
     return tail.end() if tail else last_at + 1
 
@@ -188,15 +214,16 @@ def redact_text(text: str) -> str:
         return text
     pieces: list[str] = []
     pos = 0
-    while (match := _TEXT_URL_RE.search(text, pos)) is not None:
-        end = _text_url_end(text, match)
-        redacted = _redact_url_string(text[match.start() : end])
+    while (found := _find_text_url(text, pos)) is not None:
+        start, end = found
+        end = _text_url_end(text, start, end)
+        redacted = _redact_url_string(text[start:end])
         if redacted.endswith(MASK) and end < len(text) and not text[end].isspace():
             # A secret value cut short by a quote or bracket may go on: mask to whitespace.
             space = _SPACE_RE.search(text, end)
             end = space.start() if space else len(text)
-            redacted = _redact_url_string(text[match.start() : end])
-        pieces += [text[pos : match.start()], redacted]
+            redacted = _redact_url_string(text[start:end])
+        pieces += [text[pos:start], redacted]
         pos = end
     return "".join([*pieces, text[pos:]])
 

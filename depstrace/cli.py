@@ -16,8 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="depstrace", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser(
-        "report", help="print the account of a JSON Lines trace (exit 1 if any request "
-        "reached a non-test database)"
+        "report",
+        help="print the account of a JSON Lines trace (exit 1 if any request "
+        "reached a non-test database)",
     )
     report.add_argument("file", nargs="?", default=str(DEFAULT_TRACE_FILE))
     args = parser.parse_args(argv)

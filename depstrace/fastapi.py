@@ -71,8 +71,10 @@ def describe_exception(exc: BaseException) -> str:
     in the installed Starlette.
     """
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else (
-        f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
     )
     status, detail = getattr(exc, "status_code", None), getattr(exc, "detail", None)
     if isinstance(status, int) and detail is not None:
@@ -107,7 +109,9 @@ class _Frame:
         self.children: list[_Child] = []
         self.last_cache: Any = None
 
-    def start_child(self, dependant: Any, provider: Any, cache: Any, key_of: CacheKey) -> _Child | None:
+    def start_child(
+        self, dependant: Any, provider: Any, cache: Any, key_of: CacheKey
+    ) -> _Child | None:
         subs = self.dependant.dependencies
         index = len(self.children)
         if index >= len(subs):
@@ -260,7 +264,7 @@ def _note_root(record: RequestRecord, dependant: Any, provider: Any, request: An
 
 
 def _cache_key_function() -> CacheKey:
-    import fastapi.dependencies.utils as utils
+    from fastapi.dependencies import utils
 
     get_cache_key = getattr(utils, "_get_cache_key", None)
     if get_cache_key is not None:  # FastAPI >= 0.140
@@ -273,8 +277,8 @@ def install(patches: PatchRegistry) -> bool:
     the depstrace middleware; False when FastAPI is not installed."""
     try:
         import fastapi
-        import fastapi.dependencies.utils as utils
-        import fastapi.routing  # noqa: F401  (binds solve_dependencies by name)
+        import fastapi.routing
+        from fastapi.dependencies import utils
     except ImportError:
         return False
     from depstrace.middleware import traced_call

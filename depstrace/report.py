@@ -67,7 +67,10 @@ def describe_request(request: Record) -> list[str]:
 def _chain(db: Record, deps: dict[int, Record]) -> str:
     if db["via"] is None:
         return "no dependency: opened outside Depends"
-    node = next((d for d in deps.values() if d["name"] == db["via"] and d["engine_id"] == db["engine_id"]), None)
+    node = next(
+        (d for d in deps.values() if d["name"] == db["via"] and d["engine_id"] == db["engine_id"]),
+        None,
+    )
     parts = []
     while node is not None:
         if node["overridden"]:

@@ -110,7 +110,7 @@ def _operation(statement: str) -> str:
     return match.group(1).upper() if match else "?"
 
 
-def _before_cursor_execute(
+def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
     try:

@@ -86,6 +86,8 @@ def postgres() -> dict[str, str]:
         "asyncpg_test": f"postgresql+asyncpg://{base}/{PG_TEST_DB}",
         "asyncpg_prod": f"postgresql+asyncpg://{base}/{PG_PROD_DB}",
     }
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Run anyio-marked tests on asyncio only."""

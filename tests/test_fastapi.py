@@ -1,6 +1,5 @@
 """The solver wrapper: one record per Depends node, through real HTTP."""
 
-
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
@@ -126,13 +125,17 @@ def test_every_depends_node_is_recorded_with_parent_kind_and_cache(traced: Trace
     assert nodes["cls"]["value"] == "tests.test_fastapi:Pager" or nodes["cls"]["value"].endswith(
         "test_fastapi:Pager"
     )
-    assert all(d["duration_ms"] is not None and d["duration_ms"] >= 0 for d in record["dependencies"])
+    assert all(
+        d["duration_ms"] is not None and d["duration_ms"] >= 0 for d in record["dependencies"]
+    )
     assert all(not d["overridden"] and d["error"] is None for d in record["dependencies"])
     assert record["route"] == "/items"
     assert record["endpoint"].endswith("make_app.<locals>.items")
     assert record["status"] == 200
     assert record["provider"]["title"] == "solver"
-    assert nodes["data"]["original_site"].endswith(f"test_fastapi.py:{get_items.__code__.co_firstlineno}")
+    assert nodes["data"]["original_site"].endswith(
+        f"test_fastapi.py:{get_items.__code__.co_firstlineno}"
+    )
 
 
 def test_override_records_original_and_resolved(traced: TraceSession) -> None:
@@ -149,10 +152,12 @@ def test_override_records_original_and_resolved(traced: TraceSession) -> None:
     user = nodes[1]
     assert (user["name"], user["overridden"]) == ("user", True)
     assert user["original"].endswith("test_fastapi:get_user")
-    assert user["resolved"].endswith("test_override_records_original_and_resolved.<locals>.fake_user")
+    assert user["resolved"].endswith(
+        "test_override_records_original_and_resolved.<locals>.fake_user"
+    )
     # The override has no sub-dependency, so settings is solved once, for get_items.
     assert [d["name"] for d in nodes] == ["data", "user", "cfg", "g", "ag", "page", "cls"]
-    assert nodes[2]["parent"] == 0 and not nodes[2]["cached"]
+    assert (nodes[2]["parent"], nodes[2]["cached"]) == (0, False)
 
 
 def test_security_and_depends_get_separate_cache_keys(traced: TraceSession) -> None:

@@ -1,6 +1,5 @@
 """instrument() / uninstrument(): idempotent, and everything put back exactly."""
 
-
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -8,6 +7,7 @@ from typing import Annotated
 import fastapi
 import fastapi.dependencies.utils
 import fastapi.routing
+import pytest
 import sqlalchemy as sa
 import sqlalchemy.engine.create
 import sqlalchemy.ext.asyncio.engine
@@ -126,12 +126,8 @@ def _has_on_startup() -> bool:
 def test_bad_test_db_spec_is_a_clear_error(tmp_path: Path) -> None:
     """instrument(test_db=...) with an unsupported type raises and patches nothing."""
     before = originals()
-    try:
+    with pytest.raises(TypeError, match="int"):
         depstrace.instrument(trace_file=None, test_db=42)
-    except TypeError as exc:
-        assert "int" in str(exc)
-    else:
-        raise AssertionError("instrument(test_db=42) did not raise")
     assert originals() == before
     assert not depstrace.is_instrumented()
 

@@ -1,6 +1,5 @@
 """A real PostgreSQL server through psycopg (sync) and asyncpg (async)."""
 
-
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
@@ -62,7 +61,9 @@ def test_psycopg_override_and_bypass(traced: TraceSession, postgres: dict[str, s
 
 
 @pytest.mark.anyio
-async def test_asyncpg_requests_are_attributed(traced: TraceSession, postgres: dict[str, str]) -> None:
+async def test_asyncpg_requests_are_attributed(
+    traced: TraceSession, postgres: dict[str, str]
+) -> None:
     """An asyncpg AsyncSession dependency is attributed to its engine and judged by name."""
     prod = create_async_engine(postgres["asyncpg_prod"], poolclass=NullPool)
     factory = async_sessionmaker(prod)
@@ -76,13 +77,18 @@ async def test_asyncpg_requests_are_attributed(traced: TraceSession, postgres: d
     async def which(db: Annotated[AsyncSession, Depends(get_db)]) -> str:
         return str((await db.execute(sa.text("SELECT current_database()"))).scalar_one())
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
         assert (await client.get("/db")).json() == "depstrace_prod"
     await prod.dispose()
     (record,) = traced.requests
     (db,) = record["databases"]
     assert (db["backend"], db["database"], db["via"], db["is_test"]) == (
-        "postgresql", "depstrace_prod", "db", False
+        "postgresql",
+        "depstrace_prod",
+        "db",
+        False,
     )
     assert [f["code"] for f in record["findings"]] == ["WRONG_DB"]
     assert record["dependencies"][0]["engine_id"] == db["engine_id"]
@@ -109,4 +115,6 @@ def test_password_never_reaches_the_trace(
     text = trace_file.read_text()  # type: ignore[attr-defined]
     assert "s3cr3t-pw" not in text
     assert "postgres:***@" in text
-    assert session.requests[0]["databases"][0]["url"].startswith("postgresql+psycopg://postgres:***@")
+    assert session.requests[0]["databases"][0]["url"].startswith(
+        "postgresql+psycopg://postgres:***@"
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-APP = '''
+APP = """
 import sqlalchemy as sa
 from typing import Annotated, Iterator
 from fastapi import Depends, FastAPI
@@ -33,9 +33,9 @@ def items(db: Annotated[Session, Depends(get_db)]) -> int:
 def stats() -> int:
     with SessionLocal() as session:  # bypasses Depends: always the module engine
         return len(session.execute(sa.text("SELECT 1")).all())
-'''
+"""
 
-CONFTEST = '''
+CONFTEST = """
 import os
 import pytest
 import sqlalchemy as sa
@@ -55,15 +55,15 @@ def client():
     with TestClient(app) as client:
         yield client
     app.dependency_overrides.clear()
-'''
+"""
 
-TESTS = '''
+TESTS = """
 def test_items(client):
     assert client.get("/items").json() == 1
 
 def test_stats(client):
     assert client.get("/stats").json() == 1
-'''
+"""
 
 
 @pytest.fixture
@@ -85,7 +85,9 @@ def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_summary_names_the_escaping_request(scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_summary_names_the_escaping_request(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DEPSTRACE=1: tests pass, and the summary shows /stats reaching prod.db and why."""
     monkeypatch.setenv("DEPSTRACE", "1")
     result = scenario.runpytest_subprocess()
@@ -108,13 +110,20 @@ def test_summary_names_the_escaping_request(scenario: pytest.Pytester, monkeypat
     assert "test_items" not in result.stdout.str().split("= depstrace =")[1]
 
 
-def test_trace_file_has_the_documented_records(scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trace_file_has_the_documented_records(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The JSON Lines file holds session, engine, request and summary records with test ids."""
     monkeypatch.setenv("DEPSTRACE", "yes")
     scenario.runpytest_subprocess().assert_outcomes(passed=2)
     trace = records(scenario.path / ".depstrace" / "trace.jsonl")
     assert [r["type"] for r in trace if r["type"] != "outside_request"] == [
-        "session", "engine", "engine", "request", "request", "summary"
+        "session",
+        "engine",
+        "engine",
+        "request",
+        "request",
+        "summary",
     ]
     assert all(r["schema"] == 1 for r in trace)
     items, stats = (r for r in trace if r["type"] == "request")
@@ -127,17 +136,25 @@ def test_trace_file_has_the_documented_records(scenario: pytest.Pytester, monkey
     assert stats["test"] == "test_app.py::test_stats"
     assert [f["code"] for f in stats["findings"]] == ["WRONG_DB", "DI_BYPASS"]
     assert trace[-1] == {
-        "type": "summary", "schema": 1, "requests": 2, "wrong_db_requests": 1, "engines": 2,
+        "type": "summary",
+        "schema": 1,
+        "requests": 2,
+        "wrong_db_requests": 1,
+        "engines": 2,
         "internal_errors": 0,
     }
 
 
-def test_clean_run_says_so_in_one_line(scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clean_run_says_so_in_one_line(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With only correctly overridden requests the account is one line."""
     monkeypatch.setenv("DEPSTRACE", "on")
     result = scenario.runpytest_subprocess("-k", "items")
     result.assert_outcomes(passed=1, deselected=1)
-    result.stdout.fnmatch_lines(["*= depstrace =*", "depstrace: 1 request in 1 test, all on test databases. Trace: *"])
+    result.stdout.fnmatch_lines(
+        ["*= depstrace =*", "depstrace: 1 request in 1 test, all on test databases. Trace: *"]
+    )
 
 
 def test_option_enables_and_file_option_moves_the_trace(scenario: pytest.Pytester) -> None:
@@ -148,7 +165,9 @@ def test_option_enables_and_file_option_moves_the_trace(scenario: pytest.Pyteste
     result.stdout.fnmatch_lines(["*1 of 2 requests reached a non-test database*"])
 
 
-def test_disabled_writes_and_prints_nothing(scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disabled_writes_and_prints_nothing(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DEPSTRACE=0 (or unset) means no summary and no trace file."""
     monkeypatch.setenv("DEPSTRACE", "0")
     result = scenario.runpytest_subprocess()
@@ -166,7 +185,9 @@ def test_p_no_depstrace_wins(scenario: pytest.Pytester, monkeypatch: pytest.Monk
     assert not (scenario.path / ".depstrace").exists()
 
 
-def test_bad_value_is_a_usage_error(scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_value_is_a_usage_error(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An unknown DEPSTRACE value stops pytest with exit 4 and names the accepted values."""
     monkeypatch.setenv("DEPSTRACE", "maybe")
     result = scenario.runpytest_subprocess()
@@ -180,11 +201,13 @@ def test_bad_value_is_a_usage_error(scenario: pytest.Pytester, monkeypatch: pyte
     )
 
 
-def test_assertion_helper_fails_the_test_with_the_account(scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_assertion_helper_fails_the_test_with_the_account(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """assert_all_resolved_to_test_db fails inside the test, in a fixture teardown and at session end."""
     monkeypatch.setenv("DEPSTRACE", "1")
     scenario.makepyfile(
-        test_assert='''
+        test_assert="""
 import pytest
 import depstrace
 
@@ -211,7 +234,7 @@ def test_custom_rule_accepts_prod(client):
 def test_zz_session(client):
     with pytest.raises(AssertionError, match="3 of 4 requests"):
         depstrace.assert_all_resolved_to_test_db(scope="session")
-'''
+"""
     )
     result = scenario.runpytest_subprocess("test_assert.py")
     result.assert_outcomes(passed=4, failed=1, errors=1)
@@ -222,7 +245,9 @@ def test_zz_session(client):
             "*    database   sqlite:///*/prod.db  [[]engine e1, created at app.py:8 during import; 1 statement[]]",
         ]
     )
-    result.stdout.fnmatch_lines(["ERROR test_assert.py::test_in_teardown - AssertionError: 1 of 1 request*"])
+    result.stdout.fnmatch_lines(
+        ["ERROR test_assert.py::test_in_teardown - AssertionError: 1 of 1 request*"]
+    )
 
 
 def test_plugin_import_does_not_import_fastapi_or_sqlalchemy(pytester: pytest.Pytester) -> None:

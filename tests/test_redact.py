@@ -31,7 +31,10 @@ from depstrace._redact import database_name, redact_dsn, redact_text, redact_url
         ("postgresql://u:a:b/c?d#e%f g@host:5432/db", "postgresql://u:***@host:5432/db"),
         ("postgresql://u:x@y/z@host/db", "postgresql://u:***@host/db"),
         ("postgresql://u:p@h1:5432,h2:5433/db", "postgresql://u:***@h1:5432,h2:5433/db"),
-        ("postgresql://user@server:pw@server.example.com/db", "postgresql://user@server:***@server.example.com/db"),
+        (
+            "postgresql://user@server:pw@server.example.com/db",
+            "postgresql://user@server:***@server.example.com/db",
+        ),
         ("postgresql://u:@h/db", "postgresql://u:***@h/db"),
         (
             "postgresql://h/db?sslmode=require&password=x&application_name=app",
@@ -307,7 +310,9 @@ def test_redact_text_never_shows_dsn_passwords(case: tuple[str, str, str]) -> No
 
 @settings(max_examples=300)
 @given(_secret_urls(), _secret_dsns())
-def test_redaction_is_idempotent(url_case: tuple[str, str, str], dsn_case: tuple[str, str, str]) -> None:
+def test_redaction_is_idempotent(
+    url_case: tuple[str, str, str], dsn_case: tuple[str, str, str]
+) -> None:
     """Redacting an already redacted URL, DSN or text changes nothing."""
     url, dsn = url_case[0], dsn_case[0]
     once = redact_url(url)

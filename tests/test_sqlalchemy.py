@@ -1,6 +1,5 @@
 """The SQLAlchemy probe: engines, creation sites, statement attribution, values."""
 
-
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,7 +31,9 @@ def make_table(url: str) -> None:
     engine.dispose()
 
 
-def test_engine_created_before_instrumentation_is_seen(sqlite_urls: dict[str, str], trace_file: Path) -> None:
+def test_engine_created_before_instrumentation_is_seen(
+    sqlite_urls: dict[str, str], trace_file: Path
+) -> None:
     """An import-time global engine (created before instrument) is registered on first use."""
     make_table(sqlite_urls["prod"])
     engine = sa.create_engine(sqlite_urls["prod"])
@@ -53,12 +54,19 @@ def test_engine_created_before_instrumentation_is_seen(sqlite_urls: dict[str, st
     (record,) = session.requests
     (db,) = record["databases"]
     assert db["url"] == sqlite_urls["prod"]
-    assert (db["statements"], db["operations"], db["via"], db["is_test"]) == (1, {"SELECT": 1}, None, False)
+    assert (db["statements"], db["operations"], db["via"], db["is_test"]) == (
+        1,
+        {"SELECT": 1},
+        None,
+        False,
+    )
     assert db["created_at"] is None
     assert [f["code"] for f in record["findings"]] == ["WRONG_DB", "DI_BYPASS"]
 
 
-def test_creation_site_and_phase_are_recorded(traced: TraceSession, sqlite_urls: dict[str, str]) -> None:
+def test_creation_site_and_phase_are_recorded(
+    traced: TraceSession, sqlite_urls: dict[str, str]
+) -> None:
     """create_engine under instrumentation records the calling file:line and the phase."""
     engine, line = sa.create_engine(sqlite_urls["test"]), sys._getframe().f_lineno
     info = probe.registry.lookup(engine)
@@ -140,7 +148,9 @@ def test_background_task_and_streaming_response_are_inside_the_request(
     prod.dispose()
 
 
-def test_statements_outside_requests_are_recorded(traced: TraceSession, trace_file: Path, sqlite_urls: dict[str, str]) -> None:
+def test_statements_outside_requests_are_recorded(
+    traced: TraceSession, trace_file: Path, sqlite_urls: dict[str, str]
+) -> None:
     """A statement run by a fixture or script (no request) becomes an outside_request record."""
     engine = sa.create_engine(sqlite_urls["prod"])
     with engine.connect() as conn:
@@ -174,7 +184,14 @@ def test_engine_of_every_sqlalchemy_value(sqlite_urls: dict[str, str]) -> None:
             self.session = session
 
     with engine.connect() as conn:
-        values = [engine, conn, Session(engine), factory, scoped_session(factory), Repository(Session(engine))]
+        values = [
+            engine,
+            conn,
+            Session(engine),
+            factory,
+            scoped_session(factory),
+            Repository(Session(engine)),
+        ]
         assert [probe.engine_of(v) is engine for v in values] == [True] * len(values)
     async_values = _async_values(sqlite_urls["async_test"])
     sync_engine = async_values["engine"].sync_engine
@@ -185,7 +202,9 @@ def test_engine_of_every_sqlalchemy_value(sqlite_urls: dict[str, str]) -> None:
 
 
 @pytest.mark.anyio
-async def test_async_engine_through_asgi_transport(traced: TraceSession, sqlite_urls: dict[str, str]) -> None:
+async def test_async_engine_through_asgi_transport(
+    traced: TraceSession, sqlite_urls: dict[str, str]
+) -> None:
     """An async session from an async generator dependency is attributed through sync_engine."""
     make_table(sqlite_urls["test"])
     engine = create_async_engine(sqlite_urls["async_test"])
@@ -200,9 +219,14 @@ async def test_async_engine_through_asgi_transport(traced: TraceSession, sqlite_
     async def n(db: Annotated[AsyncSession, Depends(get_db)]) -> int:
         return int((await db.execute(sa.text("SELECT count(*) FROM item"))).scalar_one())
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
         assert (await client.get("/n")).json() == 0
     await engine.dispose()
     (db,) = traced.requests[0]["databases"]
     assert (db["via"], db["is_test"], db["url"]) == ("db", True, sqlite_urls["async_test"])
-    assert traced.requests[0]["dependencies"][0]["value"] == "sqlalchemy.ext.asyncio.session:AsyncSession"
+    assert (
+        traced.requests[0]["dependencies"][0]["value"]
+        == "sqlalchemy.ext.asyncio.session:AsyncSession"
+    )

@@ -1,6 +1,5 @@
 """Real HTTP over a socket: uvicorn on 127.0.0.1 serving a traced app."""
 
-
 import socket
 import threading
 import time
@@ -39,7 +38,9 @@ def make_app() -> FastAPI:
 def server() -> Iterator[str]:
     """A uvicorn server in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        make_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
