@@ -171,7 +171,7 @@ class TraceSession:
             "started": _iso(record.started_wall),
             "duration_ms": round(record.duration_ms or 0.0, 3),
             "app": {"id": innermost, "title": title_of(innermost)},
-            "apps": list(record.apps),
+            "apps": [{"id": ident, "title": title_of(ident)} for ident in record.apps],
             "provider": (
                 {"id": record.provider_id, "title": record.provider_title}
                 if record.provider_id is not None
@@ -195,6 +195,12 @@ class TraceSession:
                 use = self._outside.setdefault(key, DatabaseUse(engine))
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
+
+    def flush(self) -> None:
+        """Write pending ``outside_request`` records and flush the file (after each test)."""
+        self.flush_outside()
+        if self.writer is not None:
+            self.writer.flush()
 
     def flush_outside(self) -> None:
         """Write ``outside_request`` records for the statements counted so far."""

@@ -121,6 +121,7 @@ class TestDatabaseRule:
 
     @staticmethod
     def _build(spec: object, source: str) -> tuple[_Predicate, str]:
+        """Turn ``spec`` into (predicate, description), checking the kinds in order."""
         if isinstance(spec, TestDatabaseRule):
             return spec._predicate, spec._description
         if spec is None or (isinstance(spec, str) and not spec.strip()):
@@ -169,4 +170,5 @@ class TestDatabaseRule:
         return self._description
 
     def __repr__(self) -> str:
+        """Show the rule's description, e.g. ``TestDatabaseRule('pattern re:_test$')``."""
         return f"TestDatabaseRule({self._description!r})"

@@ -61,7 +61,7 @@ def app_title(app: Any) -> str:
 
 # --- solver wrapper -------------------------------------------------------------
 
-CacheKey = Callable[[Any], Any]
+CacheKey = Callable[[Any, Any], Any]  # (sub_dependant, solver kwargs) -> FastAPI's cache key
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -110,7 +110,7 @@ class _Frame:
         self.last_cache: Any = None
 
     def start_child(
-        self, dependant: Any, provider: Any, cache: Any, key_of: CacheKey
+        self, dependant: Any, provider: Any, kwargs: dict[str, Any], key_of: CacheKey
     ) -> _Child | None:
         subs = self.dependant.dependencies
         index = len(self.children)
@@ -125,7 +125,13 @@ class _Frame:
         if dependant.call is not expected:
             return None  # somebody else's nested solve (a plugin calling the solver)
         self._close_last()
-        key = key_of(sub)
+        cache = kwargs.get("dependency_cache")
+        # FastAPI's cache keys start with the callable: only compute the full key
+        # (scopes included) when this callable is in the cache at all, or when
+        # the value can only be found there (no parameter name).
+        key = None
+        if sub.name is None or (sub.use_cache and cache and any(k[0] is original for k in cache)):
+            key = key_of(sub, kwargs)
         original_info = describe(original)
         resolved_info = original_info if dependant.call is original else describe(dependant.call)
         parent = self.node_child.node.id if self.node_child is not None else None
@@ -144,7 +150,7 @@ class _Frame:
             provider=app_id(provider) if provider is not None else None,
             scope=getattr(sub, "scope", None),
             use_cache=sub.use_cache,
-            cached=bool(sub.use_cache and cache and key in cache),
+            cached=bool(key is not None and sub.use_cache and key in cache),
             started=time.perf_counter(),
         )
         record.dependencies.append(node)
@@ -168,7 +174,7 @@ class _Frame:
             name = child.sub.name
             if name is not None and name in values:
                 _observe_value(child.node, values[name])
-            elif cache and child.key in cache:
+            elif cache and child.key is not None and child.key in cache:
                 _observe_value(child.node, cache[child.key])
 
     def fail(self, exc: BaseException) -> None:
@@ -179,7 +185,7 @@ class _Frame:
                 last.node.error = describe_exception(exc)
         cache = self.last_cache
         for child in self.children[:-1]:
-            if cache and child.key in cache:
+            if cache and child.key is not None and child.key in cache:
                 _observe_value(child.node, cache[child.key])
 
 
@@ -241,7 +247,7 @@ def _enter(record: RequestRecord, kwargs: dict[str, Any], key_of: CacheKey) -> t
     parent = current_frame.get()
     child = None
     if parent is not None:
-        child = parent.start_child(dependant, provider, kwargs.get("dependency_cache"), key_of)
+        child = parent.start_child(dependant, provider, kwargs, key_of)
     if child is None:  # a root solve: the endpoint (or a router-level group of dependencies)
         _note_root(record, dependant, provider, kwargs.get("request"))
     frame = _Frame(record, child, dependant)
@@ -268,8 +274,12 @@ def _cache_key_function() -> CacheKey:
 
     get_cache_key = getattr(utils, "_get_cache_key", None)
     if get_cache_key is not None:  # FastAPI >= 0.140
-        return lambda sub: get_cache_key(dependant=sub)
-    return lambda sub: sub.cache_key
+        # Reuse the per-request memo FastAPI passes down, as FastAPI itself does:
+        # without it every key walks the whole sub-tree again.
+        return lambda sub, kwargs: get_cache_key(
+            dependant=sub, uses_scopes_cache=kwargs.get("_uses_scopes_cache")
+        )
+    return lambda sub, kwargs: sub.cache_key
 
 
 def install(patches: PatchRegistry) -> bool:

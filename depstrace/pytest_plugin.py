@@ -104,11 +104,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
-    """Attribute fixture teardown to the test, then flush its outside-request counts."""
+    """Attribute fixture teardown to the test, then flush its records to the file."""
     yield from _phase(item.config, item.nodeid, "teardown")
     state = item.config.stash.get(_state_key, None)
     if state is not None:
-        state.session.flush_outside()
+        state.session.flush()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -38,6 +38,11 @@ def describe_request(request: Record) -> list[str]:
     app = request["app"]
     provider = request.get("provider")
     served = f"app {app['title']!r} [{app['id']}]"
+    outer = [a for a in request.get("apps", []) if a["id"] != app["id"]]
+    if outer:
+        served += " mounted in " + " in ".join(
+            f"{a['title']!r} [{a['id']}]" for a in reversed(outer)
+        )
     if provider and provider["id"] != app["id"]:
         served += f", overrides read from {provider['title']!r} [{provider['id']}]"
     if request.get("endpoint"):

@@ -221,7 +221,8 @@ def test_mounted_sub_app_is_its_own_provider(traced: TraceSession) -> None:
     assert record["route"] == "/admin/who"
     assert record["app"]["title"] == "admin"
     assert record["provider"]["title"] == "admin"
-    assert record["apps"] == [record["apps"][0], record["app"]["id"]]
+    assert [a["title"] for a in record["apps"]] == ["parent", "admin"]
+    assert record["apps"][1] == record["app"]
     assert record["dependencies"][0]["overridden"] is False
 
 

@@ -1,6 +1,8 @@
 """instrument() / uninstrument(): idempotent, and everything put back exactly."""
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -111,16 +113,17 @@ def test_capture_nested_in_a_traced_run_only_listens(tmp_path: Path) -> None:
 def test_lifespan_and_other_scopes_pass_through(tmp_path: Path) -> None:
     """Lifespan events run untouched and produce no request record."""
     started = []
-    app = FastAPI(on_startup=[lambda: started.append(True)]) if _has_on_startup() else FastAPI()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started.append(True)
+        yield
+
+    app = FastAPI(lifespan=lifespan)
     with testing.capture() as records, TestClient(app):
         pass
+    assert started == [True]
     assert records == []
-
-
-def _has_on_startup() -> bool:
-    import inspect
-
-    return "on_startup" in inspect.signature(FastAPI.__init__).parameters
 
 
 def test_bad_test_db_spec_is_a_clear_error(tmp_path: Path) -> None:

@@ -127,6 +127,9 @@ def test_redact_dsn_shapes(dsn: str, expected: str) -> None:
         ("password=ab://cd then", "password=*** then"),
         ("see https://x.com/?apikey=1&q=2 ok", "see https://x.com/?apikey=***&q=2 ok"),
         ("a postgresql://h:5432/db b@c", "a postgresql://h:5432/db b@c"),
+        ("postgresql://authuser:pw@h/db failed", "postgresql://authuser:***@h/db failed"),
+        ("1postgresql://u:p@h/db", "1postgresql://u:***@h/db"),
+        ("(sqlite:///x.db?token=a)b) end", "(sqlite:///x.db?token=*** end"),
         # Over-redaction: a password may contain a space, so the URL runs to the last "@".
         ("postgresql://u:p@h/db mail admin@x.org", "postgresql://u:***@x.org"),
     ],
@@ -134,6 +137,12 @@ def test_redact_dsn_shapes(dsn: str, expected: str) -> None:
 def test_redact_text_shapes(text: str, expected: str) -> None:
     """URLs and secret key/value pairs inside free text are redacted."""
     assert redact_text(text) == expected
+
+
+def test_redact_text_long_words_stay_linear() -> None:
+    """Long runs of scheme-like characters do not make URL search quadratic."""
+    text = "x" * 200_000 + " postgresql://u:p@h/db " + "token" * 40_000 + "://"
+    assert redact_text(text).startswith("x" * 200_000 + " postgresql://u:***@h/db ")
 
 
 @pytest.mark.parametrize(
