@@ -104,7 +104,7 @@ def main() -> None:
     print(f"ratio traced/plain:       {t / p:8.2f}x")
     print(f"overhead per request:     {(t - p) * 1e6:8.1f} us")
     print(
-        f"retained memory/request:  {(after - before) / 550 / 1024:8.2f} KiB (records kept for the summary)"
+        f"retained memory/request:  {(after - before) / 550 / 1024:8.2f} KiB (kept for the summary)"
     )
 
 

@@ -150,7 +150,7 @@ class _Frame:
             provider=app_id(provider) if provider is not None else None,
             scope=getattr(sub, "scope", None),
             use_cache=sub.use_cache,
-            cached=bool(key is not None and sub.use_cache and key in cache),
+            cached=bool(key is not None and sub.use_cache and cache and key in cache),
             started=time.perf_counter(),
         )
         record.dependencies.append(node)
