@@ -14,6 +14,7 @@ never on ``Dependant`` identity: with overrides set, FastAPI builds fresh
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import Callable
@@ -298,7 +299,7 @@ def install(patches: PatchRegistry) -> bool:
     original_call = fastapi.FastAPI.__call__
 
     async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        await traced_call(self, original_call, scope, receive, send)
+        await traced_call(self, functools.partial(original_call, self), scope, receive, send)
 
     __call__.__wrapped__ = original_call  # type: ignore[attr-defined]
     patches.patch(fastapi.FastAPI, "__call__", __call__)

@@ -15,6 +15,7 @@ from typing import Any
 
 from depstrace._context import current_request
 from depstrace._failopen import report_internal_error
+from depstrace._session import active_session
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,33 +36,28 @@ class DepstraceMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await traced_call(self.app, None, scope, receive, send)
+        await traced_call(self.app, self.app, scope, receive, send)
 
 
 async def traced_call(
-    app: Any,
-    unbound_call: Callable[..., Awaitable[None]] | None,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
+    app: Any, call_next: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """Run ``app`` (or ``unbound_call(app, ...)``) for one ASGI call, recorded."""
-    from depstrace._session import active_session
-
+    """Run ``call_next`` for one ASGI call to ``app``, recorded."""
     session = active_session()
     if session is None or scope["type"] not in ("http", "websocket"):
-        await _call(app, unbound_call, scope, receive, send)
+        await call_next(scope, receive, send)
         return
     outer = current_request.get()
     if outer is not None:  # a mounted sub-app, or the middleware added twice
-        outer.apps.append(_app_ref(app))
-        await _call(app, unbound_call, scope, receive, send)
+        if hasattr(app, "dependency_overrides"):  # ``apps`` lists FastAPI apps only
+            outer.apps.append(_app_ref(app))
+        await call_next(scope, receive, send)
         return
     try:
         record = session.open_request(scope, app)
     except Exception:
         report_internal_error("middleware (open)")
-        await _call(app, unbound_call, scope, receive, send)
+        await call_next(scope, receive, send)
         return
 
     async def traced_send(message: Message) -> None:
@@ -79,7 +75,7 @@ async def traced_call(
 
     token = current_request.set(record)
     try:
-        await _call(app, unbound_call, scope, receive, traced_send)
+        await call_next(scope, receive, traced_send)
     except BaseException as exc:
         try:
             from depstrace.fastapi import describe_exception
@@ -94,19 +90,6 @@ async def traced_call(
             session.close_request(record)
         except Exception:
             report_internal_error("middleware (close)")
-
-
-async def _call(
-    app: Any,
-    unbound_call: Callable[..., Awaitable[None]] | None,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    if unbound_call is None:
-        await app(scope, receive, send)
-    else:
-        await unbound_call(app, scope, receive, send)
 
 
 def _app_ref(app: Any) -> str:
