@@ -83,6 +83,7 @@ class DependencyNode:
             "resolved_site": self.resolved_site,
             "overridden": self.overridden,
             "cached": self.cached,
+            "use_cache": self.use_cache,
             "kind": self.kind,
             "callable_type": self.callable_type,
             "parent": self.parent,

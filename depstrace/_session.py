@@ -22,6 +22,7 @@ from depstrace._context import test_phase
 from depstrace._jsonl import JsonlWriter
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
+from depstrace.fastapi import app_id, app_title, title_of
 from depstrace.findings import request_findings
 
 Listener = Callable[[dict[str, Any]], None]
@@ -97,8 +98,6 @@ class TraceSession:
 
     def open_request(self, scope: Any, app: Any) -> RequestRecord:
         """Start the record of one ASGI request served by ``app``."""
-        from depstrace.fastapi import app_id, app_title
-
         running = test_phase()
         ident = app_id(app)
         record = RequestRecord(
@@ -130,8 +129,6 @@ class TraceSession:
         return data
 
     def _request_dict(self, record: RequestRecord) -> dict[str, Any]:
-        from depstrace.fastapi import title_of
-
         databases = []
         for use in list(record.databases.values()):
             engine = use.engine

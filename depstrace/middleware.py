@@ -16,6 +16,7 @@ from typing import Any
 from depstrace._context import current_request
 from depstrace._failopen import report_internal_error
 from depstrace._session import active_session
+from depstrace.fastapi import app_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,7 +51,7 @@ async def traced_call(
     outer = current_request.get()
     if outer is not None:  # a mounted sub-app, or the middleware added twice
         if hasattr(app, "dependency_overrides"):  # ``apps`` lists FastAPI apps only
-            outer.apps.append(_app_ref(app))
+            outer.apps.append(app_id(app))
         await call_next(scope, receive, send)
         return
     try:
@@ -90,9 +91,3 @@ async def traced_call(
             session.close_request(record)
         except Exception:
             report_internal_error("middleware (close)")
-
-
-def _app_ref(app: Any) -> str:
-    from depstrace.fastapi import app_id
-
-    return app_id(app)

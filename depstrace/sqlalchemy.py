@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from depstrace._callables import shorten_path
 from depstrace._context import current_request, test_phase
+from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import database_name, redact_url
 
@@ -42,9 +43,6 @@ class EngineRegistry:
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self.on_new: Callable[[EngineInfo], None] | None = None
-
-    def __iter__(self) -> Any:
-        return iter([info for _, info in list(self._by_key.values())])
 
     def lookup(self, engine: Engine) -> EngineInfo:
         """The info for ``engine``, registering it (site unknown) on first sight."""
@@ -121,8 +119,6 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
         elif _outside_sink is not None:
             _outside_sink(info, _operation(statement))
     except Exception:  # the tracer never breaks the application it observes
-        from depstrace._failopen import report_internal_error
-
         report_internal_error("statement listener")
 
 
@@ -165,8 +161,6 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
                 engine, created_at=site, created_phase=phase, created_test=test_phase().nodeid
             )
         except Exception:
-            from depstrace._failopen import report_internal_error
-
             report_internal_error("create_engine wrapper")
         return engine
 
