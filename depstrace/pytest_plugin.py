@@ -9,6 +9,7 @@ that reached a non-test database.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,9 @@ def pytest_load_initial_conftests(
             return
         option = getattr(namespace, "depstrace_file", None)
         trace_file = Path(option) if option else _config.trace_file(root=early_config.rootpath)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:  # one file per pytest-xdist worker, never two writers on one file
+            trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
         from depstrace._instrument import instrument
 
         previous = set_test_phase(None, "startup")

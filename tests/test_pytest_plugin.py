@@ -260,3 +260,14 @@ def test_plugin_import_does_not_import_fastapi_or_sqlalchemy(pytester: pytest.Py
     )
     assert result.ret == 0
     assert result.stdout.lines == ["[]"]
+
+
+def test_xdist_workers_write_one_file_each(
+    scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a pytest-xdist worker the trace file name carries the worker id."""
+    monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    scenario.runpytest_subprocess().assert_outcomes(passed=2)
+    assert (scenario.path / ".depstrace" / "trace-gw1.jsonl").exists()
+    assert not (scenario.path / ".depstrace" / "trace.jsonl").exists()
