@@ -95,24 +95,33 @@ class _Child:
         self.node = node
         self.sub = sub
         self.key = key
-        self.state = "solving"  # solving -> called | invalid | raised
+        # solving -> ready (sub-dependencies solved, FastAPI calls it next)
+        #         | invalid (parameters failed validation) | raised
+        self.state = "solving"
 
 
 class _Frame:
     """One ``solve_dependencies`` call: the node it belongs to and its children."""
 
-    __slots__ = ("children", "dependant", "last_cache", "node_child", "record")
+    __slots__ = ("children", "dependant", "key_of", "kwargs", "last_cache", "node_child", "record")
 
-    def __init__(self, record: RequestRecord, node_child: _Child | None, dependant: Any) -> None:
+    def __init__(
+        self,
+        record: RequestRecord,
+        node_child: _Child | None,
+        dependant: Any,
+        kwargs: dict[str, Any],
+        key_of: CacheKey,
+    ) -> None:
         self.record = record
+        self.kwargs = kwargs
+        self.key_of = key_of
         self.node_child = node_child
         self.dependant = dependant
         self.children: list[_Child] = []
         self.last_cache: Any = None
 
-    def start_child(
-        self, dependant: Any, provider: Any, kwargs: dict[str, Any], key_of: CacheKey
-    ) -> _Child | None:
+    def start_child(self, dependant: Any, provider: Any, kwargs: dict[str, Any]) -> _Child | None:
         subs = self.dependant.dependencies
         index = len(self.children)
         if index >= len(subs):
@@ -132,7 +141,7 @@ class _Frame:
         # the value can only be found there (no parameter name).
         key = None
         if sub.name is None or (sub.use_cache and cache and any(k[0] is original for k in cache)):
-            key = key_of(sub, kwargs)
+            key = self.key_of(sub, kwargs)
         original_info = describe(original)
         resolved_info = original_info if dependant.call is original else describe(dependant.call)
         parent = self.node_child.node.id if self.node_child is not None else None
@@ -182,12 +191,17 @@ class _Frame:
         self._close_last()
         if self.children:
             last = self.children[-1]
-            if last.state == "called":  # its sub-dependencies were solved: its own call raised
+            if last.state == "ready":  # its sub-dependencies were solved: its own call raised
                 last.node.error = describe_exception(exc)
+        # The values dict is lost with the exception: find the solved children's
+        # values in the cache, so statements they ran keep their ``via``.
         cache = self.last_cache
+        if not cache:
+            return
         for child in self.children[:-1]:
-            if cache and child.key is not None and child.key in cache:
-                _observe_value(child.node, cache[child.key])
+            key = child.key if child.key is not None else self.key_of(child.sub, self.kwargs)
+            if key in cache:
+                _observe_value(child.node, cache[key])
 
 
 def _observe_value(node: DependencyNode, value: Any) -> None:
@@ -232,7 +246,7 @@ def make_traced_solver(original: Callable[..., Any], key_of: CacheKey) -> Callab
             values, errors, cache = _unpack(result)
             frame.finish(values, cache)
             if frame.node_child is not None:
-                frame.node_child.state = "invalid" if errors else "called"
+                frame.node_child.state = "invalid" if errors else "ready"
         except Exception:
             report_internal_error("solver wrapper (exit)")
         return result
@@ -248,10 +262,10 @@ def _enter(record: RequestRecord, kwargs: dict[str, Any], key_of: CacheKey) -> t
     parent = current_frame.get()
     child = None
     if parent is not None:
-        child = parent.start_child(dependant, provider, kwargs, key_of)
+        child = parent.start_child(dependant, provider, kwargs)
     if child is None:  # a root solve: the endpoint (or a router-level group of dependencies)
         _note_root(record, dependant, provider, kwargs.get("request"))
-    frame = _Frame(record, child, dependant)
+    frame = _Frame(record, child, dependant, kwargs, key_of)
     return frame, current_frame.set(frame)
 
 

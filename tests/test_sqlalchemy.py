@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import BackgroundTasks, Depends, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import (
@@ -230,3 +230,39 @@ async def test_async_engine_through_asgi_transport(
         traced.requests[0]["dependencies"][0]["value"]
         == "sqlalchemy.ext.asyncio.session:AsyncSession"
     )
+
+
+def test_via_survives_a_dependency_that_raises(
+    traced: TraceSession, sqlite_urls: dict[str, str]
+) -> None:
+    """When a later dependency raises, statements through an earlier one keep their via."""
+    make_table(sqlite_urls["prod"])
+    engine = sa.create_engine(sqlite_urls["prod"])
+    app = FastAPI()
+
+    def get_db() -> Iterator[Session]:
+        with Session(engine) as session:
+            yield session
+
+    def current_user(db: Annotated[Session, Depends(get_db)]) -> str:
+        db.execute(sa.text("SELECT name FROM item"))
+        raise HTTPException(status_code=401, detail="who are you")
+
+    @app.get("/me")
+    def me(
+        db: Annotated[Session, Depends(get_db)], user: Annotated[str, Depends(current_user)]
+    ) -> str:
+        return user
+
+    with TestClient(app) as client:
+        assert client.get("/me").status_code == 401
+    (record,) = traced.requests
+    assert [(d["name"], d["cached"], d["error"]) for d in record["dependencies"]] == [
+        ("db", False, None),
+        ("user", False, "fastapi.exceptions.HTTPException(401): who are you"),
+        ("db", True, None),
+    ]
+    (db,) = record["databases"]
+    assert (db["via"], db["statements"]) == ("db", 1)
+    assert [f["code"] for f in record["findings"]] == ["WRONG_DB"]
+    engine.dispose()
