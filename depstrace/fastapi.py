@@ -72,11 +72,8 @@ def describe_exception(exc: BaseException) -> str:
     in the installed Starlette.
     """
     kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else (f"{kind.__module__}.{kind.__qualname__}")
-    )
+    builtin = kind.__module__ == "builtins"
+    name = kind.__qualname__ if builtin else f"{kind.__module__}.{kind.__qualname__}"
     status, detail = getattr(exc, "status_code", None), getattr(exc, "detail", None)
     if isinstance(status, int) and detail is not None:
         name, message = f"{name}({status})", str(detail)

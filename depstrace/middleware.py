@@ -16,7 +16,7 @@ from typing import Any
 from depstrace._context import current_request
 from depstrace._failopen import report_internal_error
 from depstrace._session import active_session
-from depstrace.fastapi import app_id
+from depstrace.fastapi import app_id, describe_exception
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,8 +79,6 @@ async def traced_call(
         await call_next(scope, receive, traced_send)
     except BaseException as exc:
         try:
-            from depstrace.fastapi import describe_exception
-
             record.error = describe_exception(exc)
         except Exception:
             report_internal_error("middleware (error)")

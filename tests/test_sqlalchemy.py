@@ -1,7 +1,7 @@
 """The SQLAlchemy probe: engines, creation sites, statement attribution, values."""
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +29,16 @@ def make_table(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE IF NOT EXISTS item (id INTEGER PRIMARY KEY, name TEXT)"))
     engine.dispose()
+
+
+def session_dependency(engine: sa.Engine) -> Callable[[], Iterator[Session]]:
+    """A fresh ``get_db`` yield dependency handing out Sessions on ``engine``."""
+
+    def get_db() -> Iterator[Session]:
+        with Session(engine) as session:
+            yield session
+
+    return get_db
 
 
 def test_engine_created_before_instrumentation_is_seen(
@@ -87,10 +97,7 @@ def test_statements_are_attributed_to_the_dependency_that_provided_the_engine(
     make_table(sqlite_urls["test"])
     engine = sa.create_engine(sqlite_urls["test"])
     app = FastAPI()
-
-    def get_db() -> Iterator[Session]:
-        with Session(engine) as session:
-            yield session
+    get_db = session_dependency(engine)
 
     @app.post("/items")
     def create(db: Annotated[Session, Depends(get_db)]) -> int:
@@ -239,10 +246,7 @@ def test_via_survives_a_dependency_that_raises(
     make_table(sqlite_urls["prod"])
     engine = sa.create_engine(sqlite_urls["prod"])
     app = FastAPI()
-
-    def get_db() -> Iterator[Session]:
-        with Session(engine) as session:
-            yield session
+    get_db = session_dependency(engine)
 
     def current_user(db: Annotated[Session, Depends(get_db)]) -> str:
         db.execute(sa.text("SELECT name FROM item"))
