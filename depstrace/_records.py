@@ -26,6 +26,8 @@ class EngineInfo:
     created_at: str | None  # "file:line" of the create_engine call, when seen
     created_phase: str | None  # import, collection, setup, call, teardown, runtime
     created_test: str | None
+    host: str | None = None
+    port: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``engine`` JSON Lines record."""
@@ -37,6 +39,8 @@ class EngineInfo:
             "backend": self.backend,
             "driver": self.driver,
             "database": self.database,
+            "host": self.host,
+            "port": self.port,
             "created_at": self.created_at,
             "created_phase": self.created_phase,
             "created_test": self.created_test,
@@ -131,6 +135,8 @@ class RequestRecord:
     duration_ms: float | None = None
     dependencies: list[DependencyNode] = field(default_factory=list)
     databases: dict[str, DatabaseUse] = field(default_factory=dict)
+    # Per-observer state (an OpenTelemetry parent context, ...), keyed by observer name.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def note_statement(self, engine: EngineInfo, operation: str) -> None:
         """Count one statement on ``engine`` (called from the SQLAlchemy listener)."""

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from depstrace._context import test_phase
+from depstrace._failopen import report_internal_error
 from depstrace._jsonl import JsonlWriter
+from depstrace._observers import Observer
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
 from depstrace.fastapi import app_id, app_title, title_of
@@ -60,6 +62,9 @@ class TraceSession:
         self.requests: list[dict[str, Any]] = []
         self.engines: dict[str, dict[str, Any]] = {}
         self.listeners: list[Listener] = []
+        self.observers: list[Observer] = []
+        self.run_findings: list[dict[str, Any]] = []
+        self._finished: list[str] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._is_test: dict[str, bool] = {}
@@ -113,7 +118,20 @@ class TraceSession:
             root_path=scope.get("root_path", ""),
         )
         record.apps.append(ident)
+        for observer in self.observers:
+            try:
+                observer.request_opened(record, scope)
+            except Exception:
+                report_internal_error(f"{observer.name} (request opened)")
         return record
+
+    def request_solving(self, record: RequestRecord) -> None:
+        """Tell observers FastAPI began solving ``record``'s dependencies."""
+        for observer in self.observers:
+            try:
+                observer.request_solving(record)
+            except Exception:
+                report_internal_error(f"{observer.name} (request solving)")
 
     def close_request(self, record: RequestRecord) -> dict[str, Any]:
         """Finish ``record``: databases, findings, file, listeners."""
@@ -126,7 +144,57 @@ class TraceSession:
         self._write(data)
         for listener in listeners:
             listener(data)
+        for observer in self.observers:
+            try:
+                observer.request_closed(record, data)
+            except Exception:
+                report_internal_error(f"{observer.name} (request closed)")
         return data
+
+    # -- findings tied to no request ------------------------------------------------
+
+    def add_run_finding(self, finding: dict[str, Any]) -> None:
+        """Record a ``"type": "finding"`` record (an override leak, a statement outside
+        any request) and tell observers."""
+        data = {"type": "finding", "schema": SCHEMA} | finding
+        with self._lock:
+            self.run_findings.append(data)
+        self._write(data)
+        for observer in self.observers:
+            try:
+                observer.run_finding(data)
+            except Exception:
+                report_internal_error(f"{observer.name} (finding)")
+
+    # -- tests ---------------------------------------------------------------------------
+
+    def test_started(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        """A pytest test starts (called by the plugin)."""
+        for observer in self.observers:
+            try:
+                observer.test_started(nodeid, location)
+            except Exception:
+                report_internal_error(f"{observer.name} (test started)")
+
+    def test_finished(self, nodeid: str, outcome: str) -> None:
+        """A pytest test ended, teardown included (called by the plugin)."""
+        for observer in self.observers:
+            try:
+                observer.test_finished(nodeid, outcome)
+            except Exception:
+                report_internal_error(f"{observer.name} (test finished)")
+
+    def finish_observers(self) -> list[str]:
+        """Let every observer flush once; return their lines for the account."""
+        if self._finished is None:
+            lines: list[str] = []
+            for observer in self.observers:
+                try:
+                    lines.extend(observer.finish())
+                except Exception:
+                    report_internal_error(f"{observer.name} (finish)")
+            self._finished = lines
+        return self._finished
 
     def _request_dict(self, record: RequestRecord) -> dict[str, Any]:
         databases = []
@@ -139,6 +207,8 @@ class TraceSession:
                     "engine_id": engine.id,
                     "backend": engine.backend,
                     "database": engine.database,
+                    "host": engine.host,
+                    "port": engine.port,
                     "is_test": self.is_test(engine),
                     "statements": use.statements,
                     "operations": dict(use.operations),
@@ -222,6 +292,7 @@ class TraceSession:
 
     def close(self, *, internal_errors: int = 0) -> None:
         """Flush, write the ``summary`` record and close the file."""
+        self.finish_observers()
         self.flush_outside()
         wrong = [r for r in self.requests if any(not d["is_test"] for d in r["databases"])]
         self._write(

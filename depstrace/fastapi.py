@@ -267,6 +267,12 @@ def _enter(record: RequestRecord, kwargs: dict[str, Any], key_of: CacheKey) -> t
 
 
 def _note_root(record: RequestRecord, dependant: Any, provider: Any, request: Any) -> None:
+    if not record.dependencies and record.endpoint is None:
+        from depstrace._session import active_session
+
+        session = active_session()
+        if session is not None and session.observers:
+            session.request_solving(record)
     if provider is not None and record.provider_id is None:
         record.provider_id = app_id(provider)
         record.provider_title = app_title(provider)

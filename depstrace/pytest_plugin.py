@@ -32,6 +32,7 @@ class _PluginState:
 
 
 _state_key = pytest.StashKey[_PluginState]()
+_outcome_key = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,6 +96,33 @@ def pytest_collection(session: pytest.Session) -> Generator[None, Any, None]:
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
+    """Tell the session's observers a test starts and, after teardown, how it ended."""
+    state = item.config.stash.get(_state_key, None)
+    if state is None:
+        yield
+        return
+    state.session.test_started(item.nodeid, item.location)
+    try:
+        yield
+    finally:
+        state.session.test_finished(item.nodeid, item.stash.get(_outcome_key, "passed"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
+    """Remember the worst outcome of the test's phases for :func:`pytest_runtest_protocol`."""
+    outcome = yield
+    if _state_key not in item.config.stash:
+        return
+    report = outcome.get_result()
+    if report.failed:
+        item.stash[_outcome_key] = "failed" if report.when == "call" else "error"
+    elif report.skipped and _outcome_key not in item.stash:
+        item.stash[_outcome_key] = "skipped"
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, None]:
     """Attribute what runs in fixtures' setup to the test."""
     yield from _phase(item.config, item.nodeid, "setup")
@@ -125,6 +153,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     requests = list(state.session.requests)
     bad = bool(offending(requests))
+    notes = state.session.finish_observers()  # flush spans first: the account says if they failed
     terminalreporter.write_sep("=", "depstrace", red=bad, green=not bad)
     for line in summary_lines(
         requests,
@@ -133,6 +162,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         rule=state.session.rule.describe(),
     ):
         terminalreporter.write_line(line)
+    for line in notes:
+        terminalreporter.write_line(line, yellow=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -79,6 +79,8 @@ class EngineRegistry:
                 created_at=created_at,
                 created_phase=created_phase,
                 created_test=created_test,
+                host=url.host or None,
+                port=url.port,
             )
             key = id(engine)
 

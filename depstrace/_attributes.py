@@ -1,0 +1,61 @@
+"""Every span attribute, event and log key depstrace emits, in one place.
+
+Dashboards, docs and Jaeger searches refer to these names; the tests check
+that each name they query is one depstrace really emits.  Standard OpenTelemetry
+names (semantic conventions) are used where one exists; the rest live under
+``depstrace.``.
+"""
+
+from __future__ import annotations
+
+# -- standard names (OpenTelemetry semantic conventions) --------------------------
+CODE_FUNCTION_NAME = "code.function.name"
+CODE_FILE_PATH = "code.file.path"
+CODE_LINE_NUMBER = "code.line.number"
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+URL_PATH = "url.path"
+DB_SYSTEM_NAME = "db.system.name"
+DB_NAMESPACE = "db.namespace"
+DB_OPERATION_NAME = "db.operation.name"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+
+# -- test span ------------------------------------------------------------------------
+TEST_ID = "depstrace.test"  # pytest node id; also on every request span of the test
+TEST_OUTCOME = "depstrace.test.outcome"
+TEST_REQUESTS = "depstrace.test.requests"
+TEST_WRONG_DB_REQUESTS = "depstrace.test.wrong_db_requests"
+
+# -- request span ---------------------------------------------------------------------
+REQUEST_ID = "depstrace.request.id"
+APP_ID = "depstrace.app.id"
+APP_TITLE = "depstrace.app.title"
+PROVIDER_ID = "depstrace.provider.id"
+FINDINGS = "depstrace.findings"  # list of finding codes
+WRONG_DB = "depstrace.wrong_db"  # bool: any statement on a non-test database
+
+# -- dependency span --------------------------------------------------------------------
+DEPENDENCY_NAME = "depstrace.dependency.name"
+DEPENDENCY_ORIGINAL = "depstrace.dependency.original"
+DEPENDENCY_RESOLVED = "depstrace.dependency.resolved"
+DEPENDENCY_OVERRIDDEN = "depstrace.dependency.overridden"
+DEPENDENCY_CACHED = "depstrace.dependency.cached"
+DEPENDENCY_KIND = "depstrace.dependency.kind"
+DEPENDENCY_PROVIDER = "depstrace.dependency.provider"  # app id of the overrides provider
+
+# -- database use ----------------------------------------------------------------------
+DB_ENGINE_ID = "depstrace.db.engine_id"
+DB_IS_TEST = "depstrace.db.is_test"
+DB_VIA = "depstrace.db.via"
+DB_URL = "depstrace.db.url"  # redacted
+DB_STATEMENTS = "depstrace.db.statements"
+
+# -- finding events ----------------------------------------------------------------------
+FINDING_EVENT = "depstrace.finding"
+FINDING_CODE = "depstrace.finding.code"
+FINDING_SEVERITY = "depstrace.finding.severity"
+FINDING_MESSAGE = "depstrace.finding.message"
+FINDING_HINT = "depstrace.finding.hint"
