@@ -25,6 +25,7 @@ from depstrace._context import current_frame, current_request
 from depstrace._failopen import report_internal_error
 from depstrace._records import DependencyNode, RequestRecord
 from depstrace._redact import redact_text
+from depstrace._sites import caller_site, library_dir
 from depstrace.sqlalchemy import engine_of, registry, value_type
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 _apps: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _titles: dict[str, str] = {}
+_origins: dict[str, tuple[str | None, str]] = {}  # app id -> (site, phase) of FastAPI()
+_created: weakref.WeakSet[Any] = weakref.WeakSet()  # FastAPI apps created while tracing
 
 
 def app_id(app: Any) -> str:
@@ -47,6 +50,22 @@ def app_id(app: Any) -> str:
         ident = f"app@{id(app):x}"
     _titles[ident] = app_title(app)
     return ident
+
+
+def app_origin(ident: str) -> tuple[str | None, str] | None:
+    """``("file:line", phase)`` where the app ``ident`` was created, when depstrace saw it."""
+    return _origins.get(ident)
+
+
+def known_apps() -> list[Any]:
+    """Every live FastAPI app created while depstrace was tracing."""
+    return list(_created)
+
+
+def _note_created(app: Any, skip: tuple[str, ...]) -> None:
+    ident = app_id(app)
+    _origins[ident] = caller_site(skip)
+    _created.add(app)
 
 
 def title_of(ident: str) -> str | None:
@@ -320,4 +339,19 @@ def install(patches: PatchRegistry) -> bool:
 
     __call__.__wrapped__ = original_call  # type: ignore[attr-defined]
     patches.patch(fastapi.FastAPI, "__call__", __call__)
+
+    import starlette
+
+    original_init = fastapi.FastAPI.__init__
+    skip = (library_dir(fastapi), library_dir(starlette))
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        try:
+            _note_created(self, skip)
+        except Exception:
+            report_internal_error("FastAPI() wrapper")
+
+    patches.patch(fastapi.FastAPI, "__init__", __init__)
     return True

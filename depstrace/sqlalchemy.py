@@ -11,19 +11,18 @@ the operation, one contextvar read.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
-from depstrace._callables import shorten_path
 from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import database_name, redact_url
+from depstrace._sites import caller_site, library_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 _OPERATION = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(\w+)", re.DOTALL)
 # Frames in these directories are never "the user's create_engine call".
-_skip_dirs: tuple[str, ...] = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+_skip_dirs: tuple[str, ...] = ()
 
 
 class EngineRegistry:
@@ -40,6 +39,7 @@ class EngineRegistry:
 
     def __init__(self) -> None:
         self._by_key: dict[int, tuple[weakref.ref[Any], EngineInfo]] = {}
+        self._stores: dict[Hashable, EngineInfo] = {}
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self.on_new: Callable[[EngineInfo], None] | None = None
@@ -92,10 +92,47 @@ class EngineRegistry:
             self.on_new(info)
         return info
 
+    def register_store(
+        self,
+        key: Hashable,
+        *,
+        url: str,
+        backend: str,
+        driver: str,
+        database: str | None,
+        host: str | None,
+        port: int | None,
+        created_at: str | None = None,
+        created_phase: str | None = None,
+    ) -> EngineInfo:
+        """An :class:`EngineInfo` for a store used without SQLAlchemy (pymongo,
+        asyncpg, psycopg), keyed on ``key`` (say ``("mongodb", host, port, db)``);
+        ``url`` must already be redacted.  Ids share the ``e1, e2, ...`` sequence."""
+        with self._lock:
+            known = self._stores.get(key)
+            if known is not None:
+                return known
+            info = self._stores[key] = EngineInfo(
+                id=f"e{next(self._counter)}",
+                url=url,
+                backend=backend,
+                driver=driver,
+                database=database,
+                created_at=created_at,
+                created_phase=created_phase,
+                created_test=test_phase().nodeid if created_phase is not None else None,
+                host=host,
+                port=port,
+            )
+        if self.on_new is not None:
+            self.on_new(info)
+        return info
+
     def clear(self) -> None:
         """Forget every engine (a new trace session starts numbering at e1)."""
         with self._lock:
             self._by_key.clear()
+            self._stores.clear()
             self._counter = itertools.count(1)
 
 
@@ -124,22 +161,6 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
         report_internal_error("statement listener")
 
 
-def creation_site() -> tuple[str | None, str]:
-    """Where user code called ``create_engine``, and whether that was an import."""
-    frame = sys._getframe(1)
-    site: str | None = None
-    importing = False
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith("<frozen importlib"):
-            importing = True
-            break
-        if site is None and not filename.startswith(_skip_dirs):
-            site = f"{shorten_path(filename)}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return site, "import" if importing else test_phase().phase
-
-
 def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
     """Install the listener and the ``create_engine`` wrapper; False without SQLAlchemy."""
     global _outside_sink, _skip_dirs
@@ -151,14 +172,13 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
     except ImportError:
         return False
     _outside_sink = outside_sink
-    sqlalchemy_dir = os.path.dirname(os.path.abspath(sqlalchemy.__file__ or "")) + os.sep
-    _skip_dirs = (_skip_dirs[0], sqlalchemy_dir)
+    _skip_dirs = (library_dir(sqlalchemy),)
     original = create_module.create_engine
 
     def create_engine(*args: Any, **kwargs: Any) -> Any:
         engine = original(*args, **kwargs)
         try:
-            site, phase = creation_site()
+            site, phase = caller_site(_skip_dirs)
             registry.register(
                 engine, created_at=site, created_phase=phase, created_test=test_phase().nodeid
             )
