@@ -92,3 +92,7 @@ def postgres() -> dict[str, str]:
 def anyio_backend() -> str:
     """Run anyio-marked tests on asyncio only."""
     return "asyncio"
+
+
+# Scenario apps run in their own pytester subprocess (tests/test_scenarios.py), never here.
+collect_ignore = ["scenarios"]
