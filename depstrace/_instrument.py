@@ -36,13 +36,16 @@ def instrument(
         else TestDatabaseRule.coerce(test_db)
     )
     path = _config.trace_file() if trace_file is _UNSET else trace_file
+    from depstrace.logs import LogObserver
+
+    log_observer = LogObserver.from_env()  # checks DEPSTRACE_LOG_* before a line is written
     session = TraceSession(trace_file=None if path is None else Path(path), rule=rule)
     patches = PatchRegistry()
     try:
         from depstrace import fastapi, sqlalchemy
 
         sqlalchemy.registry.on_new = session.on_new_engine
-        sqlalchemy.install(patches, session.note_outside)
+        sqlalchemy.install(patches, session.note_outside, session.note_loop_mismatch)
         fastapi.install(patches)
     except BaseException:
         patches.restore()
@@ -50,6 +53,7 @@ def instrument(
         raise
     _patches = patches
     _failopen.internal_errors.clear()
+    session.observers.append(log_observer)  # last: it reads the ids the span observer set
     set_active_session(session)
     return session
 

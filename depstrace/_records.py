@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA = 1
+WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "UPSERT"})
 
 
 @dataclass(eq=False)
@@ -28,6 +29,8 @@ class EngineInfo:
     created_test: str | None
     host: str | None = None
     port: int | None = None
+    env_vars: tuple[str, ...] = ()  # environment variables whose value is this URL
+    is_test: bool | None = None  # set by the session when the engine is first seen
 
     def to_dict(self) -> dict[str, Any]:
         """The ``engine`` JSON Lines record."""
@@ -41,6 +44,7 @@ class EngineInfo:
             "database": self.database,
             "host": self.host,
             "port": self.port,
+            "env_vars": list(self.env_vars),
             "created_at": self.created_at,
             "created_phase": self.created_phase,
             "created_test": self.created_test,
@@ -107,6 +111,10 @@ class DatabaseUse:
     engine: EngineInfo
     statements: int = 0
     operations: dict[str, int] = field(default_factory=dict)
+    pending_writes: int = 0  # writes since the last commit / rollback
+    discarded_writes: int = 0  # writes a rollback threw away
+    commits: int = 0  # commits and savepoint releases
+    origin: str | None = None  # where a non-test engine was reached from (findings only)
 
 
 @dataclass(eq=False)
@@ -135,16 +143,26 @@ class RequestRecord:
     duration_ms: float | None = None
     dependencies: list[DependencyNode] = field(default_factory=list)
     databases: dict[str, DatabaseUse] = field(default_factory=dict)
+    response_done: bool = False  # the last body chunk was sent: what runs now is a background task
+    # Live objects, dropped when the record closes: the original callable of each
+    # dependency node (by node id), the overrides provider, every app passed through.
+    calls: list[Any] = field(default_factory=list)
+    provider: Any = None
+    app_objects: list[Any] = field(default_factory=list)
+    live_findings: list[Any] = field(default_factory=list)  # Finding objects found while running
     # Per-observer state (an OpenTelemetry parent context, ...), keyed by observer name.
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def note_statement(self, engine: EngineInfo, operation: str) -> None:
+    def note_statement(self, engine: EngineInfo, operation: str) -> DatabaseUse:
         """Count one statement on ``engine`` (called from the SQLAlchemy listener)."""
         use = self.databases.get(engine.id)
         if use is None:
             use = self.databases[engine.id] = DatabaseUse(engine)
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
+        if operation in WRITES:
+            use.pending_writes += 1
+        return use
 
     def provider_of(self, engine_id: str) -> DependencyNode | None:
         """The first dependency whose value was bound to ``engine_id``, if any."""

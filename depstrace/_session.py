@@ -18,14 +18,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from depstrace._context import test_phase
+from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
 from depstrace._jsonl import JsonlWriter
 from depstrace._observers import Observer
+from depstrace._origin import describe_origin
+from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
 from depstrace.fastapi import app_id, app_title, title_of
-from depstrace.findings import request_findings
+from depstrace.findings import (
+    LOOP_MISMATCH,
+    loop_mismatch,
+    not_committed,
+    outside_request,
+    request_findings,
+)
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -64,7 +72,14 @@ class TraceSession:
         self.listeners: list[Listener] = []
         self.observers: list[Observer] = []
         self.run_findings: list[dict[str, Any]] = []
+        self.ledger = OverrideLedger()
         self._finished: list[str] | None = None
+        self._ended = False
+        # SESSION_NOT_COMMITTED: engine id -> the request of the running test whose
+        # writes a rollback threw away (reset when the test changes).
+        self._discarded: dict[str, str] = {}
+        self._discarded_test: str | None = None
+        self._loop_reported: set[tuple[str, str | None]] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._is_test: dict[str, bool] = {}
@@ -94,7 +109,8 @@ class TraceSession:
 
     def on_new_engine(self, engine: EngineInfo) -> None:
         """Write the ``engine`` record the first time an engine is seen."""
-        record = engine.to_dict() | {"is_test": self.is_test(engine)}
+        engine.is_test = self.is_test(engine)
+        record = engine.to_dict() | {"is_test": engine.is_test}
         with self._lock:
             self.engines[engine.id] = record
         self._write(record)
@@ -118,6 +134,7 @@ class TraceSession:
             root_path=scope.get("root_path", ""),
         )
         record.apps.append(ident)
+        record.app_objects.append(app)
         for observer in self.observers:
             try:
                 observer.request_opened(record, scope)
@@ -136,8 +153,18 @@ class TraceSession:
     def close_request(self, record: RequestRecord) -> dict[str, Any]:
         """Finish ``record``: databases, findings, file, listeners."""
         record.duration_ms = (time.perf_counter() - record.started) * 1000.0
+        try:
+            record.live_findings.extend(self.ledger.check_request(record))
+        except Exception:
+            report_internal_error("override checks")
         data = self._request_dict(record)
-        data["findings"] = [f.to_dict() for f in request_findings(data)]
+        try:
+            self._check_uncommitted(record, data)
+        except Exception:
+            report_internal_error("session checks")
+        found = request_findings(data) + record.live_findings
+        data["findings"] = [f.to_dict() for f in found]
+        record.calls, record.provider, record.app_objects = [], None, []  # no live refs kept
         with self._lock:
             self.requests.append(data)
             listeners = list(self.listeners)
@@ -150,6 +177,41 @@ class TraceSession:
             except Exception:
                 report_internal_error(f"{observer.name} (request closed)")
         return data
+
+    def _check_uncommitted(self, record: RequestRecord, data: dict[str, Any]) -> None:
+        if record.test != self._discarded_test:
+            self._discarded, self._discarded_test = {}, record.test
+        where = f"{record.method} {record.path}"
+        for db in data["databases"]:
+            earlier = self._discarded.pop(db["engine_id"], None)
+            if earlier is not None:
+                record.live_findings.append(not_committed(where, db, earlier))
+        succeeded = record.status is not None and 200 <= record.status < 400
+        for use in record.databases.values():
+            if use.discarded_writes and succeeded:
+                self._discarded[use.engine.id] = f"{where} ({record.id})"
+
+    def note_loop_mismatch(self, engine: EngineInfo, detail: str) -> None:
+        """A pooled async connection was checked out on another loop than its own."""
+        engine_dict = {"engine_id": engine.id, "url": engine.url} | {
+            "created_at": engine.created_at,
+            "created_phase": engine.created_phase,
+        }
+        record = current_request.get()
+        if record is not None:
+            if any(
+                f.code == LOOP_MISMATCH and f.engine_id == engine.id for f in record.live_findings
+            ):
+                return
+            where = f"{record.method} {record.path}"
+            record.live_findings.append(loop_mismatch(where, engine_dict, detail))
+            return
+        running = test_phase()
+        if (engine.id, running.nodeid) in self._loop_reported:
+            return
+        self._loop_reported.add((engine.id, running.nodeid))
+        finding = loop_mismatch(f"outside any request ({running.phase})", engine_dict, detail)
+        self.add_run_finding(finding.to_dict() | {"test": running.nodeid, "phase": running.phase})
 
     # -- findings tied to no request ------------------------------------------------
 
@@ -184,8 +246,21 @@ class TraceSession:
             except Exception:
                 report_internal_error(f"{observer.name} (test finished)")
 
+    def end_of_run(self) -> None:
+        """Findings only the whole run can tell (unused overrides); once."""
+        if self._ended:
+            return
+        self._ended = True
+        self.flush_outside()
+        try:
+            for finding in self.ledger.unused():
+                self.add_run_finding(finding)
+        except Exception:
+            report_internal_error("override checks (end of run)")
+
     def finish_observers(self) -> list[str]:
         """Let every observer flush once; return their lines for the account."""
+        self.end_of_run()
         if self._finished is None:
             lines: list[str] = []
             for observer in self.observers:
@@ -216,6 +291,10 @@ class TraceSession:
                     "via_callable": via.resolved if via is not None else None,
                     "via_original": via.original if via is not None else None,
                     "via_chain": [n.label for n in record.chain(via)] if via is not None else [],
+                    "env_vars": list(engine.env_vars),
+                    "origin": use.origin,
+                    "commits": use.commits,
+                    "discarded_writes": use.discarded_writes,
                     "created_at": engine.created_at,
                     "created_phase": engine.created_phase,
                     "created_test": engine.created_test,
@@ -260,6 +339,15 @@ class TraceSession:
         if use is None:
             with self._lock:
                 use = self._outside.setdefault(key, DatabaseUse(engine))
+            if engine.is_test is False:
+                use.origin = describe_origin(engine.id, endpoint=None, phase="")
+            if running.nodeid == self._discarded_test and engine.id in self._discarded:
+                earlier = self._discarded.pop(engine.id)
+                where = f"the {running.phase} phase of {running.nodeid}, outside any request,"
+                finding = not_committed(where, {"engine_id": engine.id, "url": engine.url}, earlier)
+                self.add_run_finding(
+                    finding.to_dict() | {"test": running.nodeid, "phase": running.phase}
+                )
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
 
@@ -274,19 +362,26 @@ class TraceSession:
         with self._lock:
             pending, self._outside = self._outside, {}
         for (_, test, phase), use in pending.items():
-            self._write(
-                {
-                    "type": "outside_request",
-                    "schema": SCHEMA,
-                    "test": test,
-                    "phase": phase,
-                    "engine_id": use.engine.id,
-                    "url": use.engine.url,
-                    "is_test": self.is_test(use.engine),
-                    "statements": use.statements,
-                    "operations": dict(use.operations),
-                }
-            )
+            data = {
+                "type": "outside_request",
+                "schema": SCHEMA,
+                "test": test,
+                "phase": phase,
+                "engine_id": use.engine.id,
+                "url": use.engine.url,
+                "is_test": self.is_test(use.engine),
+                "statements": use.statements,
+                "operations": dict(use.operations),
+                "origin": use.origin,
+                "created_at": use.engine.created_at,
+                "created_phase": use.engine.created_phase,
+            }
+            self._write(data)
+            if not data["is_test"]:
+                finding = outside_request(data)
+                self.add_run_finding(
+                    finding.to_dict() | {"test": test, "phase": phase, "url": use.engine.url}
+                )
 
     # -- end -------------------------------------------------------------------------
 

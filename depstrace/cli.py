@@ -32,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     requests = [r for r in records if r["type"] == "request"]
     session = next((r for r in records if r["type"] == "session"), {})
-    for line in summary_lines(requests, trace_file=args.file, rule=session.get("test_db_rule")):
+    run_findings = [r for r in records if r["type"] == "finding"]
+    for line in summary_lines(
+        requests,
+        trace_file=args.file,
+        rule=session.get("test_db_rule"),
+        run_findings=run_findings,
+    ):
         print(line)
     return 1 if offending(requests) else 0

@@ -62,6 +62,11 @@ def known_apps() -> list[Any]:
     return list(_created)
 
 
+def tracked_apps() -> list[Any]:
+    """Every live app depstrace knows: created while tracing, or seen serving."""
+    return list(_apps.keys())
+
+
 def _note_created(app: Any, skip: tuple[str, ...]) -> None:
     ident = app_id(app)
     _origins[ident] = caller_site(skip)
@@ -180,6 +185,7 @@ class _Frame:
             started=time.perf_counter(),
         )
         record.dependencies.append(node)
+        record.calls.append(original)
         child = _Child(node, sub, key)
         self.children.append(child)
         self.last_cache = cache
@@ -293,6 +299,7 @@ def _note_root(record: RequestRecord, dependant: Any, provider: Any, request: An
         if session is not None and session.observers:
             session.request_solving(record)
     if provider is not None and record.provider_id is None:
+        record.provider = provider
         record.provider_id = app_id(provider)
         record.provider_title = app_title(provider)
     if dependant.call is not None:

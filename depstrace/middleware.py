@@ -52,6 +52,7 @@ async def traced_call(
     if outer is not None:  # a mounted sub-app, or the middleware added twice
         if hasattr(app, "dependency_overrides"):  # ``apps`` lists FastAPI apps only
             outer.apps.append(app_id(app))
+            outer.app_objects.append(app)
         await call_next(scope, receive, send)
         return
     try:
@@ -66,6 +67,8 @@ async def traced_call(
             kind = message["type"]
             if kind in ("http.response.start", "websocket.http.response.start"):
                 record.status = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                record.response_done = True
             elif kind == "websocket.accept":
                 record.status = 101
             elif kind == "websocket.close" and record.status is None:

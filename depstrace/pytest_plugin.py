@@ -106,7 +106,41 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
     try:
         yield
     finally:
+        _snapshot(state, item.nodeid)
         state.session.test_finished(item.nodeid, item.stash.get(_outcome_key, "passed"))
+
+
+def _snapshot(state: _PluginState, finished: str | None = None, scope: str = "function") -> None:
+    from depstrace._failopen import report_internal_error
+
+    try:
+        if finished is not None:
+            state.session.ledger.test_finished(finished)
+        else:
+            state.session.ledger.snapshot(scope)
+    except Exception:
+        report_internal_error("override snapshot")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Overrides registered while importing conftests and test modules are deliberate."""
+    state = session.config.stash.get(_state_key, None)
+    if state is not None:
+        _snapshot(state, scope="import")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(
+    fixturedef: Any, request: pytest.FixtureRequest
+) -> Generator[None, Any, None]:
+    """Attribute overrides a fixture registers to that fixture's scope."""
+    state = request.config.stash.get(_state_key, None)
+    if state is None:
+        yield
+        return
+    _snapshot(state)
+    yield
+    _snapshot(state, scope=fixturedef.scope)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -130,8 +164,13 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, None]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
-    """Attribute what the test body runs to the test."""
+    """Attribute what the test body runs (and the overrides it sets) to the test."""
+    state = item.config.stash.get(_state_key, None)
+    if state is not None:
+        _snapshot(state)
     yield from _phase(item.config, item.nodeid, "call")
+    if state is not None:
+        _snapshot(state)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -151,15 +190,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from depstrace import _failopen
     from depstrace.report import offending, summary_lines
 
+    notes = state.session.finish_observers()  # flush spans first: the account says if they failed
     requests = list(state.session.requests)
     bad = bool(offending(requests))
-    notes = state.session.finish_observers()  # flush spans first: the account says if they failed
     terminalreporter.write_sep("=", "depstrace", red=bad, green=not bad)
     for line in summary_lines(
         requests,
         trace_file=str(state.trace_file),
         internal_errors=sum(_failopen.internal_errors.values()),
         rule=state.session.rule.describe(),
+        run_findings=list(state.session.run_findings),
     ):
         terminalreporter.write_line(line)
     for line in notes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from depstrace.findings import request_findings
+from depstrace.findings import RECORD_CODES, request_findings
 
 Record = dict[str, Any]
 
@@ -19,7 +19,8 @@ def reevaluate(request: Record, is_test: Callable[[str], bool]) -> Record:
     """A copy of ``request`` judged by another test-database rule."""
     databases = [db | {"is_test": is_test(db["url"])} for db in request["databases"]]
     judged = request | {"databases": databases}
-    judged["findings"] = [f.to_dict() for f in request_findings(judged)]
+    live = [f for f in request["findings"] if f["code"] not in RECORD_CODES]
+    judged["findings"] = [f.to_dict() for f in request_findings(judged)] + live
     return judged
 
 
@@ -86,15 +87,38 @@ def _chain(db: Record, deps: dict[int, Record]) -> str:
     return " <- ".join(parts)
 
 
+# One line per finding code for the "why" section of the account.
+CAUSES = {
+    "WRONG_DB": "a statement reached a database that does not match the test-database rule",
+    "DI_BYPASS": "a session was opened outside Depends, where overrides cannot reach it",
+    "OVERRIDE_IDENTITY_MISMATCH": "an override is keyed on a lookalike, not the object "
+    "the route uses",
+    "OVERRIDE_NOT_VISIBLE": "an override sits on another app than the one serving the "
+    "route (a mount parent, a second instance)",
+    "OVERRIDE_LEAKED": "an override an earlier test registered and never removed served "
+    "a later test",
+    "OVERRIDE_UNUSED": "an override no request ever consulted",
+    "ENGINE_FROM_ENV": "an engine was built from an exported environment variable",
+    "DB_OUTSIDE_REQUEST": "fixtures, startup or threads used a non-test database "
+    "outside any request",
+    "LOOP_MISMATCH": "a pooled async connection was reused on another event loop",
+    "SESSION_NOT_COMMITTED": "writes were rolled back although a later request expected them",
+    "DUPLICATE_SESSION": "one request opened several sessions from one dependency",
+}
+
+
 def summary_lines(
     requests: Sequence[Record],
     *,
     trace_file: str | None,
     internal_errors: int = 0,
     rule: str | None = None,
+    run_findings: Sequence[Record] = (),
 ) -> list[str]:
-    """The end-of-run account: one line when clean, else each offender by test."""
+    """The end-of-run account: one line when clean, else each offender by test,
+    the other findings, and why (every finding code that fired, with its docs page)."""
     bad = offending(requests)
+    noted = [r for r in requests if r["findings"] and r not in bad]
     tests = {r["test"] for r in requests}
     where = f" Trace: {trace_file}" if trace_file else ""
     lines: list[str] = []
@@ -118,9 +142,41 @@ def summary_lines(
             lines.append(test or "(outside any test)")
             for request in test_requests:
                 lines.extend("  " + line for line in describe_request(request))
+    if noted or run_findings:
+        lines.append("")
+        lines.append("other findings:")
+        for request in noted:
+            head = f"{request['method']} {request['path']} -> {request['status']}"
+            lines.append(f"  {request['test'] or '(outside any test)'}: {head}")
+            lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
+            hints = dict.fromkeys(f["hint"] for f in request["findings"])
+            lines.extend(f"    fix  {hint}" for hint in hints)
+        for finding in run_findings:
+            lines.append(f"  {finding.get('test') or '(outside any test)'}:")
+            lines.append(f"    {finding['code']}  {finding['message']}")
+            lines.append(f"    fix  {finding['hint']}")
+    lines.extend(_why([*bad, *noted], run_findings))
     if internal_errors:
         lines.append(
             f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete "
             "(see the 'depstrace' logger)."
         )
+    return lines
+
+
+def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str]:
+    counts: dict[str, int] = {}
+    for request in requests:
+        for finding in request["findings"]:
+            counts[finding["code"]] = counts.get(finding["code"], 0) + 1
+    for finding in run_findings:
+        counts[finding["code"]] = counts.get(finding["code"], 0) + 1
+    if not counts:
+        return []
+    lines = ["", "why:"]
+    width = max(len(f"{code} x{n}") for code, n in counts.items())
+    for code, n in counts.items():
+        label = f"{code} x{n}"
+        cause = CAUSES.get(code, "see the docs")
+        lines.append(f"  {label:<{width}}  {cause} (docs/findings/{code}.md)")
     return lines

@@ -10,7 +10,9 @@ the operation, one contextvar read.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
 import re
 import sys
 import threading
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
-from depstrace._records import EngineInfo
+from depstrace._origin import describe_origin
+from depstrace._records import EngineInfo, RequestRecord
 from depstrace._redact import database_name, redact_url
 from depstrace._sites import caller_site, library_dir
 
@@ -56,6 +59,13 @@ class EngineRegistry:
         hit = self._by_key.get(id(engine))
         return hit[1] if hit is not None and hit[0]() is engine else None
 
+    def known(self) -> list[EngineInfo]:
+        """Every live engine and store registered so far, in order of first sight."""
+        with self._lock:
+            infos = [info for ref, info in self._by_key.values() if ref() is not None]
+            infos.extend(self._stores.values())
+        return sorted(infos, key=lambda info: int(info.id[1:]))
+
     def register(
         self,
         engine: Engine,
@@ -81,6 +91,7 @@ class EngineRegistry:
                 created_test=created_test,
                 host=url.host or None,
                 port=url.port,
+                env_vars=env_vars_for(url),
             )
             key = id(engine)
 
@@ -147,6 +158,22 @@ def _operation(statement: str) -> str:
     return match.group(1).upper() if match else "?"
 
 
+def env_vars_for(url: Any) -> tuple[str, ...]:
+    """Names of environment variables whose value is ``url`` (once per engine)."""
+    from sqlalchemy.engine import make_url
+
+    names = []
+    for name, value in os.environ.items():
+        if "://" not in value or len(value) > 2048:
+            continue
+        try:
+            if make_url(value.strip()) == url:
+                names.append(name)
+        except Exception:  # not a URL SQLAlchemy understands
+            continue
+    return tuple(sorted(names))
+
+
 def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
@@ -154,16 +181,103 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
         info = registry.lookup(conn.engine)
         record = current_request.get()
         if record is not None:
-            record.note_statement(info, _operation(statement))
+            use = record.note_statement(info, _operation(statement))
+            if info.is_test is False and use.origin is None:  # a finding is coming: say where from
+                use.origin = describe_origin(
+                    info.id, endpoint=record.endpoint, phase=_request_stage(record)
+                )
         elif _outside_sink is not None:
             _outside_sink(info, _operation(statement))
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
 
 
-def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
-    """Install the listener and the ``create_engine`` wrapper; False without SQLAlchemy."""
-    global _outside_sink, _skip_dirs
+def _request_stage(record: RequestRecord) -> str:
+    if record.response_done:
+        return "a background task (after the response was sent):"
+    if record.endpoint is None and not record.dependencies:
+        return "a middleware (before any dependency was solved):"
+    return ""
+
+
+def _transaction_event(kind: str) -> Callable[..., None]:
+    def listener(conn: Any, *args: Any) -> None:
+        try:
+            record = current_request.get()
+            if record is None:
+                return
+            info = registry.find(conn.engine)
+            use = record.databases.get(info.id) if info is not None else None
+            if use is None:
+                return
+            if kind == "commit":
+                use.commits += 1
+            else:
+                use.discarded_writes += use.pending_writes
+            use.pending_writes = 0
+        except Exception:
+            report_internal_error("transaction listener")
+
+    return listener
+
+
+# --- event loops of pooled async connections -------------------------------------
+
+_LOOP_KEY = "depstrace_loop"
+LoopSink = Callable[[EngineInfo, str], None]
+_loop_sink: LoopSink | None = None
+
+
+def _running_loop() -> Any:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _pool_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    try:
+        loop = _running_loop()
+        if loop is not None:
+            connection_record.info[_LOOP_KEY] = (id(loop), _loop_label(loop))
+    except Exception:
+        report_internal_error("pool connect listener")
+
+
+def _pool_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) -> None:
+    try:
+        created = connection_record.info.get(_LOOP_KEY)
+        if created is None:
+            return
+        loop = _running_loop()
+        if loop is None or id(loop) == created[0]:
+            return
+        engine = _engine_of_pool(getattr(connection_record, "_pool", None))
+        if engine is not None and _loop_sink is not None:
+            _loop_sink(
+                registry.lookup(engine),
+                f"a pooled connection created on event loop {created[1]} was checked out "
+                f"on event loop {_loop_label(loop)}",
+            )
+    except Exception:
+        report_internal_error("pool checkout listener")
+
+
+def _loop_label(loop: Any) -> str:
+    return f"{type(loop).__name__}@{id(loop):x}"
+
+
+def _engine_of_pool(pool: Any) -> Any:
+    for ref, _info in list(registry._by_key.values()):
+        engine = ref()
+        if engine is not None and engine.pool is pool:
+            return engine
+    return None
+
+
+def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSink) -> bool:
+    """Install the listeners and the ``create_engine`` wrapper; False without SQLAlchemy."""
+    global _outside_sink, _skip_dirs, _loop_sink
     try:
         import sqlalchemy
         import sqlalchemy.engine.create as create_module
@@ -172,6 +286,7 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
     except ImportError:
         return False
     _outside_sink = outside_sink
+    _loop_sink = loop_sink
     _skip_dirs = (library_dir(sqlalchemy),)
     original = create_module.create_engine
 
@@ -196,13 +311,27 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> bool:
         add=event.listen,
         remove=event.remove,
     )
+    for name, kind in (
+        ("commit", "commit"),
+        ("release_savepoint", "commit"),
+        ("rollback", "rollback"),
+        ("rollback_savepoint", "rollback"),
+    ):
+        patches.listen(
+            Engine, name, _transaction_event(kind), add=event.listen, remove=event.remove
+        )
+    from sqlalchemy.pool import Pool
+
+    patches.listen(Pool, "connect", _pool_connect, add=event.listen, remove=event.remove)
+    patches.listen(Pool, "checkout", _pool_checkout, add=event.listen, remove=event.remove)
     return True
 
 
 def uninstall() -> None:
     """Forget module state (the patches themselves are undone by the registry)."""
-    global _outside_sink
+    global _outside_sink, _loop_sink
     _outside_sink = None
+    _loop_sink = None
     registry.clear()
     _extractors.clear()
 

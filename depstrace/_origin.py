@@ -1,0 +1,93 @@
+"""Where user code reached a database that no dependency provided.
+
+Called only when a finding is about to be made (the first statement of a
+request on a *non-test* engine, or outside any request), never on the hot path
+of a correct suite.  One walk up the stack finds the first frame in user code;
+SQLAlchemy's asyncio layer runs statements in a greenlet, so the walk continues
+in the parent greenlet's suspended frame.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from collections.abc import Iterator
+from types import FrameType
+
+from depstrace._callables import shorten_path
+
+_LIBRARY_DIRS: tuple[str, ...] | None = None
+
+
+def _library_dirs() -> tuple[str, ...]:
+    global _LIBRARY_DIRS
+    if _LIBRARY_DIRS is None:
+        paths = sysconfig.get_paths()
+        dirs = {os.path.dirname(os.path.abspath(__file__))}
+        dirs.update(
+            os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        )
+        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
+    return _LIBRARY_DIRS
+
+
+def _frames() -> Iterator[FrameType]:
+    frame: FrameType | None = sys._getframe(2)
+    greenlet_module = sys.modules.get("greenlet")
+    greenlet = greenlet_module.getcurrent() if greenlet_module is not None else None
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+        while frame is None and greenlet is not None:  # continue in the parent greenlet
+            greenlet = getattr(greenlet, "parent", None)
+            frame = getattr(greenlet, "gr_frame", None) if greenlet is not None else None
+
+
+def user_frame() -> FrameType | None:
+    """The innermost frame whose file is not in the standard library, a
+    site-packages directory or depstrace itself."""
+    libraries = _library_dirs()
+    for frame in _frames():
+        filename = frame.f_code.co_filename
+        if filename.startswith(("<", *libraries)):
+            continue
+        return frame
+    return None
+
+
+def _module_factory(frame: FrameType, engine_id: str) -> str | None:
+    """The module-level name (``SessionLocal``, ``engine``) that opened ``engine_id``;
+    session factories win over the engine they wrap."""
+    from depstrace.sqlalchemy import engine_of, registry
+
+    module = frame.f_globals.get("__name__", "?")
+    found: list[tuple[bool, str]] = []
+    for name, value in list(frame.f_globals.items()):
+        kind = type(value)
+        if not kind.__module__.startswith("sqlalchemy"):
+            continue
+        engine = engine_of(value)
+        if engine is not None and registry.lookup(engine).id == engine_id:
+            found.append(("ngine" in kind.__name__, f"{module}.{name}"))
+    return min(found)[1] if found else None
+
+
+def describe_origin(engine_id: str, *, endpoint: str | None, phase: str) -> str:
+    """One phrase: where the statement came from, e.g. ``the background task
+    app/tasks.py:12 in write_audit(), through module-level app.db.SessionLocal``."""
+    frame = user_frame()
+    if frame is None:
+        return f"{phase}, from no user code depstrace could find"
+    code = frame.f_code
+    site = f"{shorten_path(code.co_filename)}:{frame.f_lineno}"
+    function = getattr(code, "co_qualname", code.co_name)
+    module = frame.f_globals.get("__name__", "?")
+    where = f"{site} in {module}:{function}()"
+    if endpoint is not None and endpoint == f"{module}:{function}":
+        where = f"the endpoint itself, {where}"
+    factory = _module_factory(frame, engine_id)
+    text = f"{phase} {where}" if phase else where
+    if factory is not None:
+        text += f", through module-level {factory}"
+    return text
