@@ -63,7 +63,7 @@ class OverrideLedger:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, int], OverrideEntry] = {}
         self._history: list[OverrideEntry] = []
-        self._served_families: set[str] = set()
+        self._served_apps: set[str] = set()
         self._lock = threading.Lock()
 
     # -- snapshots (pytest plugin) ---------------------------------------------------
@@ -112,8 +112,7 @@ class OverrideLedger:
         if provider is None or not record.calls:
             return []
         ident = app_id(provider)
-        origin = app_origin(ident)
-        self._served_families.add(origin[0] if origin is not None and origin[0] else ident)
+        self._served_apps.add(ident)
         overrides = getattr(provider, "dependency_overrides", None) or {}
         findings: list[Finding] = []
         plain: list[tuple[Any, Any]] = []  # (node, call) not overridden
@@ -241,7 +240,9 @@ class OverrideLedger:
         reported: set[tuple[str, int]] = set()
         for entry in self._history:
             slot = (entry.family, id(entry.key))
-            if slot in consulted or slot in reported or entry.family not in self._served_families:
+            # The app holding it served requests, and no instance of that app (the same
+            # create_app() line) ever consulted the key.
+            if slot in consulted or slot in reported or entry.app_id not in self._served_apps:
                 continue
             reported.add(slot)
             key = describe(entry.key)
@@ -272,7 +273,7 @@ class OverrideLedger:
         with self._lock:
             self._entries.clear()
             self._history.clear()
-            self._served_families.clear()
+            self._served_apps.clear()
 
 
 def _lookalikes(

@@ -34,6 +34,7 @@ from depstrace.findings import (
     outside_request,
     request_findings,
 )
+from depstrace.sqlalchemy import ADMIN_OPERATIONS
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -377,7 +378,7 @@ class TraceSession:
                 "created_phase": use.engine.created_phase,
             }
             self._write(data)
-            if not data["is_test"]:
+            if not data["is_test"] and not set(use.operations) <= ADMIN_OPERATIONS:
                 finding = outside_request(data)
                 self.add_run_finding(
                     finding.to_dict() | {"test": test, "phase": phase, "url": use.engine.url}

@@ -47,11 +47,14 @@ class EngineRegistry:
         self._lock = threading.Lock()
         self.on_new: Callable[[EngineInfo], None] | None = None
 
-    def lookup(self, engine: Engine) -> EngineInfo:
-        """The info for ``engine``, registering it (site unknown) on first sight."""
+    def lookup(self, engine: Engine | EngineInfo) -> EngineInfo:
+        """The info for ``engine``, registering it (site unknown) on first sight; a
+        store's :class:`EngineInfo` (from :func:`engine_of`) is returned as it is."""
         hit = self._by_key.get(id(engine))
         if hit is not None and hit[0]() is engine:
             return hit[1]
+        if isinstance(engine, EngineInfo):
+            return engine
         return self.register(engine, created_at=None, created_phase=None, created_test=None)
 
     def find(self, engine: Engine) -> EngineInfo | None:
@@ -154,8 +157,26 @@ _outside_sink: OutsideSink | None = None
 
 
 def _operation(statement: str) -> str:
+    """The statement's first keyword, upper case; ``CREATE DATABASE`` and the like
+    (server administration, not application data) keep their object word."""
     match = _OPERATION.match(statement)
-    return match.group(1).upper() if match else "?"
+    if match is None:
+        return "?"
+    keyword = match.group(1).upper()
+    if keyword in _DDL:
+        admin = _DATABASE_DDL.match(statement, match.end())
+        if admin is not None:
+            return f"{keyword} {admin.group(1).upper()}"
+    return keyword
+
+
+_DDL = frozenset({"CREATE", "DROP", "ALTER"})
+_DATABASE_DDL = re.compile(r"\s+(DATABASE|ROLE|USER|EXTENSION)\b", re.IGNORECASE)
+# Operations that administer the server rather than read or write application
+# data: a fixture creating per-test databases on the maintenance database is fine.
+ADMIN_OPERATIONS = frozenset(
+    f"{verb} {noun}" for verb in _DDL for noun in ("DATABASE", "ROLE", "USER", "EXTENSION")
+)
 
 
 def env_vars_for(url: Any) -> tuple[str, ...]:
@@ -340,10 +361,14 @@ def uninstall() -> None:
 
 Extractor = Callable[[Any], Any]
 _extractors: dict[type, Extractor | None] = {}
+# Choosers for values of stores used without SQLAlchemy (depstrace.stores): type ->
+# an extractor that returns the store's EngineInfo, or None for a type they do not know.
+store_choosers: list[Callable[[type], Extractor | None]] = []
 
 
-def engine_of(value: Any) -> Engine | None:
-    """The sync ``Engine`` behind a Session/Engine/sessionmaker/... value, or None.
+def engine_of(value: Any) -> Engine | EngineInfo | None:
+    """The sync ``Engine`` behind a Session/Engine/sessionmaker/... value, or None;
+    for a pymongo/asyncpg/psycopg value, the store's :class:`EngineInfo`.
 
     The extractor is chosen once per type.  Plain objects (a repository or
     service class holding a session) are looked into one level deep.
@@ -427,6 +452,10 @@ def _choose_extractor(kind: type) -> Extractor | None:
             if issubclass(kind, base):
                 return extractor
         return None
+    for choose in store_choosers:
+        store_extractor = choose(kind)
+        if store_extractor is not None:
+            return store_extractor
     if kind.__module__ == "builtins" or not hasattr(kind, "__dict__"):
         return None
     return _attribute_engine

@@ -54,7 +54,12 @@ def _expected(spec: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_scenario(name: str, pytester: pytest.Pytester, request: pytest.FixtureRequest) -> None:
+def test_scenario(
+    name: str,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     source = SCENARIOS / name
     spec = json.loads((source / "expected.json").read_text())
     pg = ""
@@ -74,15 +79,18 @@ def test_scenario(name: str, pytester: pytest.Pytester, request: pytest.FixtureR
     data.mkdir()
     trace = pytester.path / "trace.jsonl"
     for key in ("DEPSTRACE_TEST_DB", "DATABASE_URL"):
-        pytester.monkeypatch.delenv(key, raising=False)
-    pytester.monkeypatch.setenv("DEPSTRACE", "1")
-    pytester.monkeypatch.setenv("DEPSTRACE_FILE", str(trace))
-    pytester.monkeypatch.setenv("SCENARIO_DATA", str(data))
-    pytester.monkeypatch.setenv("SCENARIO_PG", pg)  # "user@host:port" when required
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("DEPSTRACE_FILE", str(trace))
+    monkeypatch.setenv("SCENARIO_DATA", str(data))
+    monkeypatch.setenv("SCENARIO_PG", pg)  # "user@host:port" when required
     for key, value in spec.get("env", {}).items():
-        pytester.monkeypatch.setenv(key, value.format(data=data, pg=pg))
-    pytester.monkeypatch.setenv("PYTHONPATH", str(pytester.path), prepend=os.pathsep)
+        monkeypatch.setenv(key, value.format(data=data, pg=pg))
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path), prepend=os.pathsep)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     output = result.stdout.str()
     result.assert_outcomes(**spec["outcomes"])
-    assert _findings(trace) == _expected(spec), output
+    found, expected = _findings(trace), _expected(spec)
+    unexpected = [f for f in found if f not in expected]
+    missing = [f for f in expected if f not in found]
+    assert found == expected, f"unexpected: {unexpected}\nmissing: {missing}\n\n{output}"
