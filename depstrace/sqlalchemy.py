@@ -273,7 +273,7 @@ def _pool_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) ->
         loop = _running_loop()
         if loop is None or id(loop) == created[0]:
             return
-        engine = _engine_of_pool(getattr(connection_record, "_pool", None))
+        engine = _engine_of_pool(getattr(proxy, "_pool", None))
         if engine is not None and _loop_sink is not None:
             _loop_sink(
                 registry.lookup(engine),
