@@ -37,6 +37,8 @@ def escaped(output: str) -> list[str]:
     lines = output.split("= depstrace =", 1)[1].splitlines()
     pairs, test = [], None
     for line in lines:
+        if line in ("other findings:", "why:"):
+            break
         if line.startswith("tests/"):
             test = line.split("::")[1]
         elif line.startswith("  ") and not line.startswith("    ") and test:
@@ -54,8 +56,20 @@ def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path) -> Non
         "test_create_order: POST /orders -> 201",
         "test_stats_counts_items: GET /stats -> 200",
     ]
-    assert "DI_BYPASS" in result.stdout
     assert "served by  app 'shop-admin' [app2] mounted in 'shop' [app1]" in result.stdout
+    # The account ends by naming each cause the example contains.
+    why = result.stdout.split("\nwhy:\n", 1)[1].splitlines()
+    assert [line.split()[0:2] for line in why[:4]] == [
+        ["WRONG_DB", "x3"],
+        ["OVERRIDE_NOT_VISIBLE", "x1"],
+        ["DI_BYPASS", "x2"],
+        ["DB_OUTSIDE_REQUEST", "x1"],
+    ]
+    assert "It was reached from the endpoint itself, shop/main.py:" in result.stdout
+    assert "in shop.main:stats(), through module-level shop.main.SessionLocal." in result.stdout
+    assert "It was reached from a background task (after the response was sent): " in result.stdout
+    assert "registered on 'shop' [app1], the parent app it is mounted in" in result.stdout
+    assert "during the setup phase of tests/test_admin.py::test_admin_report" in result.stdout
 
 
 @pytest.mark.postgres
