@@ -101,7 +101,7 @@ def _wrong_db(where: str, db: dict[str, Any]) -> Finding:
         provider = "through no dependency of this request"
         hint = _BYPASS_HINT
     early = ""
-    if db.get("created_phase") in ("import", "startup", "collection"):
+    if db["via"] is not None and db.get("created_phase") in ("import", "startup", "collection"):
         early = (
             f". The engine was built at {db['created_phase']} time, before any fixture "
             "could apply the test configuration: create it lazily (a cached factory) or "

@@ -258,6 +258,8 @@ def _running_loop() -> Any:
 
 def _pool_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
+        if not isinstance(dbapi_connection, _adapted_connection()):
+            return  # a sync driver: no event loop owns its connections
         loop = _running_loop()
         if loop is not None:
             connection_record.info[_LOOP_KEY] = (id(loop), _loop_label(loop))
@@ -282,6 +284,12 @@ def _pool_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) ->
             )
     except Exception:
         report_internal_error("pool checkout listener")
+
+
+def _adapted_connection() -> type:
+    from sqlalchemy.engine.interfaces import AdaptedConnection
+
+    return AdaptedConnection
 
 
 def _loop_label(loop: Any) -> str:

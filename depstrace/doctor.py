@@ -1,0 +1,744 @@
+"""``depstrace doctor MODULE:APP``: what an app will resolve, found without a request.
+
+Loading the app under instrumentation is enough to answer most "why does my
+suite reach the real database" questions before running a single test: which
+dependency each route asks for, which overrides are registered where (a mounted
+app is its own overrides provider, fastapi#5115), which override keys no route
+uses but look like a dependency one does use (a reloaded module, a second
+import path, fastapi#3588), and which engines module-level code created, with
+their redacted URL and creation site.  The report is one plain dict (the
+``--json`` document, docs/doctor.md); the text form is rendered from it, so the
+two cannot disagree.  No password is printed: URLs come from the engine
+registry, already redacted, and environment variables are named, never shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+import sysconfig
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from depstrace._lookalike import label, origin, why_alike
+from depstrace._redact import redact_text
+from depstrace._testdb import ENV_VAR, TestDatabaseRule
+
+SCHEMA = 1
+_MAX_DEPTH = 32  # dependency trees deeper than this are cut (they never are in practice)
+_MISSING: Any = object()
+_FASTAPI_DOCS = "fastapi.applications"  # the module of /openapi.json, /docs, /redoc: left out
+
+WRONG_DB = "WRONG_DB"
+OVERRIDE_IDENTITY_MISMATCH = "OVERRIDE_IDENTITY_MISMATCH"
+OVERRIDE_NOT_VISIBLE = "OVERRIDE_NOT_VISIBLE"
+OVERRIDE_UNUSED = "OVERRIDE_UNUSED"
+
+
+class UsageError(Exception):
+    """The target cannot be loaded: the message says why (exit status 2)."""
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``doctor`` subcommand to the CLI's subparsers."""
+    doctor = commands.add_parser(
+        "doctor",
+        help="load a FastAPI app without running requests and print its routes, dependency "
+        "trees, overrides, mounts and engines (exit 1 if it finds a problem)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    doctor.add_argument("target", metavar="MODULE:APP", help="e.g. app.main:app")
+    doctor.add_argument(
+        "--factory",
+        action="store_true",
+        help="APP is a factory to call without arguments (MODULE:create_app() also works)",
+    )
+    doctor.add_argument(
+        "--app-dir",
+        default=".",
+        help="directory put first on sys.path before importing MODULE (default: .)",
+    )
+    doctor.add_argument(
+        "--test-db",
+        metavar="PATTERN",
+        default=None,
+        help=f"what counts as a test database (default: {ENV_VAR}, else the default rule)",
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``depstrace doctor``: 0 no problem, 1 problems found, 2 usage or import error."""
+    try:
+        rule = _rule(args.test_db)
+        report = examine(args.target, factory=args.factory, app_dir=args.app_dir, rule=rule)
+    except UsageError as exc:
+        print(f"depstrace doctor: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for line in text_lines(report):
+            print(line)
+    return 1 if report["problems"] else 0
+
+
+def _rule(spec: str | None) -> TestDatabaseRule:
+    try:
+        if spec is None:
+            return TestDatabaseRule.from_env(os.environ)
+        return TestDatabaseRule(spec, source="--test-db")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def examine(
+    target: str, *, factory: bool = False, app_dir: str = ".", rule: TestDatabaseRule
+) -> dict[str, Any]:
+    """Load ``target`` (``MODULE:APP``) under instrumentation and return the report dict."""
+    import depstrace
+    from depstrace import fastapi as probe
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"target must be MODULE:APP (e.g. app.main:app), got {target!r}")
+    if attribute.endswith("()"):
+        attribute, factory = attribute[:-2], True
+    ours = not depstrace.is_instrumented()
+    try:
+        session = depstrace.instrument(trace_file=None, test_db=rule)
+    except depstrace.ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    if ours:
+        # Spans and log lines about import-time statements would only repeat this report.
+        session.observers.clear()
+    before_modules = set(sys.modules)
+    before_apps = {id(app) for app in probe.known_apps()}
+    path_entry = os.path.abspath(app_dir)
+    added = path_entry not in sys.path
+    if added:
+        sys.path.insert(0, path_entry)
+    try:
+        # What the app prints while it loads must not end up inside the --json document.
+        with contextlib.redirect_stdout(sys.stderr):
+            app = _load(module_name, attribute, factory)
+        new_modules = [sys.modules[n] for n in set(sys.modules) - before_modules]
+        created = [app for app in probe.known_apps() if id(app) not in before_apps]
+        return _Doctor(rule).report(target, app, created, [sys.modules[module_name], *new_modules])
+    finally:
+        if added and path_entry in sys.path:
+            sys.path.remove(path_entry)
+        if ours:
+            depstrace.uninstrument()
+
+
+def _load(module_name: str, attribute: str, factory: bool) -> Any:
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # module-level code may call sys.exit()
+        raise UsageError(f"cannot import {module_name}: {_exception(exc)}") from None
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise UsageError(f"{module_name} has no attribute {attribute}") from None
+    if factory:
+        try:
+            value = value()
+        except Exception as exc:
+            raise UsageError(
+                f"calling {module_name}:{attribute}() failed: {_exception(exc)}"
+            ) from None
+    from fastapi import FastAPI
+
+    found, hops = value, 0
+    while not isinstance(found, FastAPI) and hops < 8 and hasattr(found, "app"):
+        found, hops = found.app, hops + 1  # ASGI middleware wrapping the app
+    if not isinstance(found, FastAPI):
+        hint = " (call it with --factory or write MODULE:APP())" if callable(value) else ""
+        raise UsageError(
+            f"{attribute} is not a FastAPI app: {module_name}:{attribute} is a "
+            f"{type(value).__module__}.{type(value).__qualname__}{hint}"
+        )
+    return found
+
+
+def _exception(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+# --- examining -------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Use:
+    """One dependency node of a route: where it is used and whether it was overridden."""
+
+    call: Any
+    where: str  # "GET /items (db)"
+    overridden: bool
+
+
+@dataclass(eq=False)
+class _AppScan:
+    """One FastAPI app as the doctor walked it."""
+
+    app: Any
+    ident: str
+    title: str
+    mount_path: str | None
+    ancestors: list[_AppScan]
+    uses: list[_Use] = field(default_factory=list)
+    doc: dict[str, Any] = field(default_factory=dict)
+
+
+class _Doctor:
+    def __init__(self, rule: TestDatabaseRule) -> None:
+        self.rule = rule
+        self.problems: list[dict[str, str]] = []
+        self.scans: list[_AppScan] = []
+        self.modules: dict[str, Any] = {}
+
+    def report(
+        self, target: str, app: Any, created: list[Any], modules: list[Any]
+    ) -> dict[str, Any]:
+        root = self._scan_app(app, mount_path=None, prefix="", ancestors=[])
+        for module in modules:
+            self._note_module(module)
+        for scan in self.scans:
+            scan.doc["overrides"] = self._overrides(scan)
+        mine = {id(scan.app) for scan in self.scans}
+        others = [self._other_app(other) for other in created if id(other) not in mine]
+        engines = self._engines()
+        return {
+            "schema": SCHEMA,
+            "target": target,
+            "app": root.doc,
+            "other_apps": sorted(others, key=lambda doc: str(doc["id"])),
+            "engines": engines,
+            "test_db_rule": self.rule.describe(),
+            "problems": self.problems,
+        }
+
+    # -- apps, routes, dependency trees ---------------------------------------------
+
+    def _scan_app(
+        self, app: Any, *, mount_path: str | None, prefix: str, ancestors: list[_AppScan]
+    ) -> _AppScan:
+        from depstrace.fastapi import app_id, app_origin, app_title
+
+        ident = app_id(app)
+        scan = _AppScan(app, ident, app_title(app), mount_path, ancestors)
+        self.scans.append(scan)
+        site, phase = app_origin(ident) or (None, None)
+        scan.doc = {
+            "id": ident,
+            "title": scan.title,
+            "created_at": site,
+            "created_phase": phase,
+            "mount_path": mount_path,
+            "routes": [],
+            "mounts": [],
+            "overrides": [],
+        }
+        self._scan_routes(scan, getattr(app, "routes", []), prefix)
+        return scan
+
+    def _scan_routes(self, scan: _AppScan, routes: Iterable[Any], prefix: str) -> None:
+        from starlette.routing import Mount
+
+        for route in routes:
+            if isinstance(route, Mount):
+                self._scan_mount(scan, route, prefix)
+            elif getattr(getattr(route, "endpoint", None), "__module__", None) != _FASTAPI_DOCS:
+                scan.doc["routes"].append(self._route(scan, route, prefix))
+
+    def _scan_mount(self, scan: _AppScan, mount: Any, prefix: str) -> None:
+        from fastapi import FastAPI
+
+        path = prefix + mount.path
+        sub = getattr(mount, "app", None)
+        seen = next((known for known in self.scans if known.app is sub), None)
+        if isinstance(sub, FastAPI) and seen is None:
+            child = self._scan_app(
+                sub, mount_path=path, prefix=path, ancestors=[scan, *scan.ancestors]
+            )
+            scan.doc["mounts"].append({"path": path, "app": child.doc})
+        else:  # listed already, or a Starlette app, static files, a Router: no FastAPI routes
+            kind = type(sub)
+            scan.doc["mounts"].append(
+                {
+                    "path": path,
+                    "app": None,
+                    "app_type": f"{kind.__module__}:{kind.__qualname__}",
+                    "same_as": seen.ident if seen is not None else None,
+                }
+            )
+
+    def _route(self, scan: _AppScan, route: Any, prefix: str) -> dict[str, Any]:
+        path = prefix + str(getattr(route, "path", "?"))
+        methods = getattr(route, "methods", None)
+        kind = "http" if methods is not None else "websocket"
+        if kind == "websocket" and "WebSocket" not in type(route).__name__:
+            kind = "other"
+        verb = ",".join(sorted(methods)) if methods else "WEBSOCKET"
+        endpoint = getattr(route, "endpoint", None)
+        self._note_module(sys.modules.get(getattr(endpoint, "__module__", None) or ""))
+        doc: dict[str, Any] = {
+            "kind": kind,
+            "methods": sorted(methods) if methods else [],
+            "path": path,
+            "name": getattr(route, "name", None),
+            "endpoint": label(endpoint) if endpoint is not None else None,
+            "endpoint_site": origin(endpoint) if endpoint is not None else None,
+            "dependencies": [],
+        }
+        dependant = getattr(route, "dependant", None)
+        if dependant is not None:
+            overrides = _overrides_of(scan.app)
+            doc["dependencies"] = self._tree(
+                scan,
+                dependant,
+                overrides,
+                path=getattr(route, "path_format", path),
+                where=f"{verb} {path}",
+                depth=0,
+            )
+        return doc
+
+    def _tree(
+        self,
+        scan: _AppScan,
+        dependant: Any,
+        overrides: dict[Any, Any],
+        *,
+        path: str,
+        where: str,
+        depth: int,
+    ) -> list[dict[str, Any]]:
+        nodes = []
+        for sub in getattr(dependant, "dependencies", None) or []:
+            call = sub.call
+            name = sub.name or label(call).rpartition(":")[2]
+            key = _key_for(overrides, call)
+            scan.uses.append(_Use(call, f"{where} ({name})", overridden=key is not _MISSING))
+            self._note_module(sys.modules.get(getattr(call, "__module__", None) or ""))
+            node: dict[str, Any] = {
+                "name": name,
+                "callable": label(call),
+                "site": origin(call),
+                "override": None,
+                "dependencies": [],
+            }
+            solved = sub
+            if key is not _MISSING:
+                value = overrides[key]
+                node["override"] = {"callable": label(value), "site": origin(value)}
+                solved = _dependant_for(value, path)  # FastAPI solves the override's own Depends
+            if depth < _MAX_DEPTH:
+                node["dependencies"] = self._tree(
+                    scan, solved, overrides, path=path, where=where, depth=depth + 1
+                )
+            nodes.append(node)
+        return nodes
+
+    # -- overrides ------------------------------------------------------------------------
+
+    def _overrides(self, scan: _AppScan) -> list[dict[str, Any]]:
+        entries = []
+        overrides = _overrides_of(scan.app)
+        for key, value in list(overrides.items()):
+            used_by = [use.where for use in scan.uses if _same_key(key, use.call)]
+            entry: dict[str, Any] = {
+                "key": label(key),
+                "key_site": origin(key),
+                "value": label(value),
+                "value_site": origin(value),
+                "used_by": used_by,
+                "needed_by_mounted_apps": [],
+                "lookalikes": [],
+            }
+            entries.append(entry)
+            entry["needed_by_mounted_apps"] = needed = self._needed_below(scan, key)
+            if used_by or needed:
+                continue
+            entry["lookalikes"] = self._lookalikes(scan, key)
+            if not entry["lookalikes"]:
+                self._problem(
+                    OVERRIDE_UNUSED,
+                    f"the override of {self._named(key)} on {_app_name(scan)} is used by no route "
+                    "of that app",
+                    "Remove it, or key it on the dependency object a route of this app "
+                    "declares in Depends(...).",
+                )
+        return entries
+
+    def _needed_below(self, scan: _AppScan, key: Any) -> list[dict[str, Any]]:
+        """Routes of apps mounted below ``scan`` that use ``key`` without an override."""
+        needed = []
+        for sub in self.scans:
+            if scan not in sub.ancestors:
+                continue
+            places = [u.where for u in sub.uses if not u.overridden and _same_key(key, u.call)]
+            if not places:
+                continue
+            needed.append({"app": sub.ident, "mount_path": sub.mount_path, "used_by": places})
+            self._problem(
+                OVERRIDE_NOT_VISIBLE,
+                f"the override of {self._named(key)} on {_app_name(scan)} does not apply to "
+                f"{', '.join(places)}, served by the app {_app_name(sub)} mounted at "
+                f"{sub.mount_path}: a mounted app is its own overrides provider, overrides "
+                "on the parent do not apply",
+                f"Register the override on the mounted app as well: "
+                f"<mounted app>.dependency_overrides[{label(key)}] = ...",
+            )
+        return needed
+
+    def _lookalikes(self, scan: _AppScan, key: Any) -> list[dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        for use in scan.uses:
+            if use.overridden:
+                continue
+            known = found.get(id(use.call))
+            if known is not None:
+                known["used_by"].append(use.where)
+                continue
+            reason = why_alike(key, use.call)
+            if reason is None:
+                continue
+            found[id(use.call)] = {
+                "object": use.call,
+                "callable": label(use.call),
+                "site": origin(use.call),
+                "reason": reason,
+                "used_by": [use.where],
+            }
+        for alike in found.values():
+            self._problem(
+                OVERRIDE_IDENTITY_MISMATCH,
+                f"the override key {self._named(key)} on {_app_name(scan)} is used by no route, "
+                f"but it looks like {self._named(alike['object'])} used by "
+                f"{', '.join(alike['used_by'])}: {alike['reason']}; FastAPI finds overrides "
+                "by identity, so that dependency is not overridden",
+                f"Key the override on the very object the route uses: import "
+                f"{alike['callable']} from the module the route imports it from, and do not "
+                "reload that module or re-create the dependency between the override and the "
+                "request.",
+            )
+        return [{k: v for k, v in alike.items() if k != "object"} for alike in found.values()]
+
+    def _other_app(self, app: Any) -> dict[str, Any]:
+        """An app created while loading that is not the target nor mounted in it."""
+        from depstrace.fastapi import app_id, app_origin, app_title
+
+        ident = app_id(app)
+        site, phase = app_origin(ident) or (None, None)
+        overrides = []
+        name = f"{app_title(app)!r} ({ident}, created at {site or '?'})"
+        for key, value in list(_overrides_of(app).items()):
+            places = [
+                u.where
+                for scan in self.scans
+                for u in scan.uses
+                if not u.overridden and _same_key(key, u.call)
+            ]
+            overrides.append(
+                {
+                    "key": label(key),
+                    "key_site": origin(key),
+                    "value": label(value),
+                    "value_site": origin(value),
+                    "needed_by_target": places,
+                }
+            )
+            if places:
+                self._problem(
+                    OVERRIDE_NOT_VISIBLE,
+                    f"the override of {self._named(key)} is registered on another app {name}, "
+                    f"not on the app that serves {', '.join(places)}",
+                    "Override on the app instance the tests call (app.dependency_overrides), "
+                    "or build the test client from the same create_app() result.",
+                )
+        return {
+            "id": ident,
+            "title": app_title(app),
+            "created_at": site,
+            "created_phase": phase,
+            "overrides": overrides,
+        }
+
+    # -- engines --------------------------------------------------------------------------
+
+    def _note_module(self, module: Any) -> None:
+        name = getattr(module, "__name__", None)
+        if not isinstance(name, str) or name in self.modules or name.split(".")[0] == "depstrace":
+            return
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or os.path.abspath(file).startswith(_library_dirs()):
+            return
+        self.modules[name] = module
+
+    def _engines(self) -> list[dict[str, Any]]:
+        from depstrace import sqlalchemy as probe
+
+        reachable: dict[str, list[str]] = {}
+        if "sqlalchemy" in sys.modules:
+            for name, module in sorted(self.modules.items()):
+                for attribute, value in list(vars(module).items()):
+                    if not type(value).__module__.startswith("sqlalchemy"):
+                        continue
+                    engine = probe.engine_of(value)
+                    if engine is not None:
+                        info = probe.registry.lookup(engine)
+                        reachable.setdefault(info.id, []).append(f"{name}.{attribute}")
+        for holders in reachable.values():
+            holders.sort()
+        engines = []
+        for info in probe.registry.known():
+            is_test = self._is_test(info.url)
+            env_vars = list(getattr(info, "env_vars", ()))
+            engines.append(
+                {
+                    "id": info.id,
+                    "url": info.url,
+                    "backend": info.backend,
+                    "driver": info.driver,
+                    "database": info.database,
+                    "host": info.host,
+                    "port": info.port,
+                    "created_at": info.created_at,
+                    "created_phase": info.created_phase,
+                    "reachable_as": reachable.get(info.id, []),
+                    "env_vars": env_vars,
+                    "is_test": is_test,
+                }
+            )
+            if not is_test:
+                created = (
+                    f"created at {info.created_at} during {info.created_phase}"
+                    if info.created_at
+                    else "created before depstrace was enabled"
+                )
+                names = reachable.get(info.id)
+                via = f", reachable as {', '.join(names)}" if names else ""
+                env = f", its URL is the value of {', '.join(env_vars)}" if env_vars else ""
+                self._problem(
+                    WRONG_DB,
+                    f"engine {info.id} ({info.url}), {created}{via}{env}, is not a test "
+                    f"database by the rule: {self.rule.describe()}",
+                    "Build the engine from the test configuration (in a fixture, or from an "
+                    "environment variable the tests set before importing the app); if this "
+                    f"is a test database, say so with --test-db or {ENV_VAR}.",
+                )
+        return engines
+
+    def _is_test(self, url: str) -> bool:
+        try:
+            return self.rule.matches(url)
+        except Exception:  # a user callable rule failed: count it as not a test database
+            return False
+
+    def _named(self, obj: Any) -> str:
+        """``module:qualname (defined at file:line, held as mod.name)`` for messages."""
+        facts = []
+        site = origin(obj)
+        if site:
+            facts.append(f"defined at {site}")
+        held = self._held_as(obj)
+        if held:
+            facts.append(f"held as {', '.join(held)}")
+        return f"{label(obj)} ({'; '.join(facts)})" if facts else label(obj)
+
+    def _held_as(self, obj: Any) -> list[str]:
+        """Module globals of the app's modules that are ``obj`` (where it was imported)."""
+        names = []
+        for module_name, module in sorted(self.modules.items()):
+            for name, value in list(vars(module).items()):
+                if value is obj:
+                    names.append(f"{module_name}.{name}")
+        return names[:4]
+
+    def _problem(self, code: str, message: str, hint: str) -> None:
+        self.problems.append({"code": code, "message": message, "hint": hint})
+
+
+def _overrides_of(app: Any) -> dict[Any, Any]:
+    overrides = getattr(app, "dependency_overrides", None)
+    return overrides if isinstance(overrides, dict) else {}
+
+
+def _key_for(overrides: dict[Any, Any], call: Any) -> Any:
+    """The stored key FastAPI's ``overrides.get(call, call)`` would find, or _MISSING."""
+    if not overrides:
+        return _MISSING
+    try:
+        if call not in overrides:
+            return _MISSING
+    except TypeError:  # unhashable: FastAPI would fail the request too
+        return _MISSING
+    for key in overrides:
+        if key is call:
+            return key
+    for key in overrides:
+        if _same_key(key, call):
+            return key
+    return _MISSING
+
+
+def _same_key(key: Any, call: Any) -> bool:
+    """Whether a dict lookup of ``call`` finds ``key`` (hash and ==, as FastAPI's does)."""
+    if key is call:
+        return True
+    try:
+        return hash(key) == hash(call) and (key == call) is True
+    except Exception:
+        return False
+
+
+def _dependant_for(call: Any, path: str) -> Any:
+    try:
+        from fastapi.dependencies.utils import get_dependant
+
+        return get_dependant(path=path, call=call)
+    except Exception:  # an override FastAPI itself could not analyse: nothing below it
+        return None
+
+
+def _app_name(scan: _AppScan) -> str:
+    return f"{scan.title!r} ({scan.ident})"
+
+
+_LIBRARY_DIRS: tuple[str, ...] = ()
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Standard library and site-packages directories: no user module lives there."""
+    global _LIBRARY_DIRS
+    if not _LIBRARY_DIRS:
+        paths = sysconfig.get_paths()
+        dirs = {os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
+    return _LIBRARY_DIRS
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def text_lines(report: dict[str, Any]) -> list[str]:
+    """The report as the lines ``depstrace doctor`` prints."""
+    lines = [f"depstrace doctor {report['target']}", ""]
+    lines += _app_lines(report["app"], indent="")
+    for other in report["other_apps"]:
+        lines += ["", f"other app {_app_head(other)}"]
+        for entry in other["overrides"]:
+            needed = entry["needed_by_target"]
+            state = f"needed by {', '.join(needed)}" if needed else "not needed by the target app"
+            lines.append(f"  override {_override_head(entry)}: {state}")
+    lines += ["", f"engines (test database: {report['test_db_rule']}):"]
+    if not report["engines"]:
+        lines.append("  none known")
+    for engine in report["engines"]:
+        created = (
+            f"created at {engine['created_at']} during {engine['created_phase']}"
+            if engine["created_at"]
+            else "created before depstrace was enabled"
+        )
+        verdict = "test database" if engine["is_test"] else "NOT a test database"
+        lines.append(f"  {engine['id']} {engine['url']}  {created}  {verdict}")
+        if engine["reachable_as"]:
+            lines.append(f"      reachable as {', '.join(engine['reachable_as'])}")
+        if engine["env_vars"]:
+            lines.append(f"      URL equals environment variable {', '.join(engine['env_vars'])}")
+    problems = report["problems"]
+    lines.append("")
+    if not problems:
+        lines.append("no problems found")
+        return lines
+    lines.append(f"problems ({len(problems)}):")
+    for problem in problems:
+        lines.append(f"  {problem['code']}: {problem['message']}")
+        lines.append(f"      fix: {problem['hint']}")
+    return lines
+
+
+def _app_head(doc: dict[str, Any]) -> str:
+    created = (
+        f"created at {doc['created_at']} during {doc['created_phase']}"
+        if doc["created_at"]
+        else "creation site unknown (created before depstrace was enabled)"
+    )
+    return f"{doc['title']!r} ({doc['id']}), {created}"
+
+
+def _override_head(entry: dict[str, Any]) -> str:
+    key = entry["key"] + (f" ({entry['key_site']})" if entry["key_site"] else "")
+    value = entry["value"] + (f" ({entry['value_site']})" if entry["value_site"] else "")
+    return f"{key} -> {value}"
+
+
+def _app_lines(doc: dict[str, Any], indent: str) -> list[str]:
+    lines = [f"{indent}app {_app_head(doc)}"]
+    lines.append(f"{indent}  routes:" if doc["routes"] else f"{indent}  routes: none")
+    for route in doc["routes"]:
+        verb = ",".join(route["methods"]) or route["kind"].upper()
+        endpoint = route["endpoint"] or "?"
+        site = f"  {route['endpoint_site']}" if route["endpoint_site"] else ""
+        lines.append(f"{indent}    {verb} {route['path']}  {endpoint}{site}")
+        lines += _dependency_lines(route["dependencies"], indent + "      ")
+    for mount in doc["mounts"]:
+        if mount["app"] is None:
+            what = (
+                f"the app {mount['same_as']}, listed above"
+                if mount["same_as"]
+                else f"{mount['app_type']} (not a FastAPI app)"
+            )
+            lines.append(f"{indent}  mount {mount['path']}: {what}")
+            continue
+        lines.append(
+            f"{indent}  mount {mount['path']}: own overrides provider: overrides on the parent "
+            "do not apply"
+        )
+        lines += _app_lines(mount["app"], indent + "    ")
+    if not doc["overrides"]:
+        lines.append(f"{indent}  overrides: none")
+        return lines
+    lines.append(f"{indent}  overrides:")
+    for entry in doc["overrides"]:
+        if entry["used_by"]:
+            state = f"used by {', '.join(entry['used_by'])}"
+        elif entry["needed_by_mounted_apps"]:
+            state = "UNUSED here, needed by mounted " + "; ".join(
+                f"{need['app']} at {need['mount_path']}: {', '.join(need['used_by'])}"
+                for need in entry["needed_by_mounted_apps"]
+            )
+        elif entry["lookalikes"]:
+            state = "UNUSED, looks like " + "; ".join(
+                f"{alike['callable']} ({alike['reason']})" for alike in entry["lookalikes"]
+            )
+        else:
+            state = "UNUSED by every route"
+        lines.append(f"{indent}    {_override_head(entry)}: {state}")
+    return lines
+
+
+def _dependency_lines(nodes: list[dict[str, Any]], indent: str) -> list[str]:
+    lines = []
+    for node in nodes:
+        site = f"  {node['site']}" if node["site"] else ""
+        text = f"{indent}{node['name']}: {node['callable']}{site}"
+        override = node["override"]
+        if override is not None:
+            where = f" ({override['site']})" if override["site"] else ""
+            text += f"  -> override {override['callable']}{where}"
+        lines.append(text)
+        lines += _dependency_lines(node["dependencies"], indent + "  ")
+    return lines

@@ -1,0 +1,1 @@
+"""A shop API whose session dependency is a configured class instance."""

@@ -1,0 +1,1 @@
+"""A shop API built by an application factory, ``create_app()``."""

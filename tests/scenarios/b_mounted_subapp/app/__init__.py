@@ -1,0 +1,1 @@
+"""A shop API with an admin API mounted under ``/admin``."""

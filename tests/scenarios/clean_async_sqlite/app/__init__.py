@@ -1,0 +1,1 @@
+"""An async shop API: aiosqlite, ``AsyncSession`` from ``Depends(get_db)``."""

@@ -1,0 +1,1 @@
+"""A shop API whose service layer opens sessions from the module-level ``app.db.SessionLocal``."""

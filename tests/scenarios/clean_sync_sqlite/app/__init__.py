@@ -1,0 +1,1 @@
+"""A shop API whose routes take their session from ``Depends(get_db)``."""

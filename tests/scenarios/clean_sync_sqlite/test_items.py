@@ -1,0 +1,20 @@
+"""The items API on a fresh test database."""
+
+from fastapi.testclient import TestClient
+
+
+def test_create_and_read(client: TestClient) -> None:
+    """A created item can be read back by id."""
+    created = client.post("/items", json={"name": "widget"})
+    assert created.status_code == 201
+    assert client.get(f"/items/{created.json()['id']}").json() == created.json()
+
+
+def test_list_starts_empty(client: TestClient) -> None:
+    """Each test starts with no items (the production row is not visible)."""
+    assert client.get("/items").json() == []
+
+
+def test_missing_item(client: TestClient) -> None:
+    """An unknown id is a 404."""
+    assert client.get("/items/1").status_code == 404

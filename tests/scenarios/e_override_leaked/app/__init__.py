@@ -1,0 +1,1 @@
+"""A shop API with a maintenance switch in its settings."""
