@@ -39,20 +39,28 @@ def instrument(
     from depstrace.logs import LogObserver
 
     log_observer = LogObserver.from_env()  # checks DEPSTRACE_LOG_* before a line is written
+    from depstrace.spans import SpanObserver
+
+    span_observer = SpanObserver.from_env()  # checks DEPSTRACE_EXPORTER, OTEL_* the same way
     session = TraceSession(trace_file=None if path is None else Path(path), rule=rule)
     patches = PatchRegistry()
     try:
-        from depstrace import fastapi, sqlalchemy
+        from depstrace import fastapi, sqlalchemy, stores
 
         sqlalchemy.registry.on_new = session.on_new_engine
         sqlalchemy.install(patches, session.note_outside, session.note_loop_mismatch)
+        stores.install(patches, session.note_outside)  # drivers: now if imported, else on import
         fastapi.install(patches)
     except BaseException:
         patches.restore()
+        from depstrace import stores
+
+        stores.uninstall()
         session.close()
         raise
     _patches = patches
     _failopen.internal_errors.clear()
+    session.observers.insert(0, span_observer)  # first: later observers read its ids
     session.observers.append(log_observer)  # last: it reads the ids the span observer set
     set_active_session(session)
     return session
@@ -72,8 +80,9 @@ def uninstrument() -> TraceSession | None:
     if _patches is not None:
         _patches.restore()
         _patches = None
-    from depstrace import sqlalchemy
+    from depstrace import sqlalchemy, stores
 
+    stores.uninstall()
     sqlalchemy.uninstall()
     sqlalchemy.registry.on_new = None
     _callables.clear_cache()

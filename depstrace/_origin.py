@@ -78,7 +78,7 @@ def describe_origin(engine_id: str, *, endpoint: str | None, phase: str) -> str:
     app/tasks.py:12 in write_audit(), through module-level app.db.SessionLocal``."""
     frame = user_frame()
     if frame is None:
-        return f"{phase}, from no user code depstrace could find"
+        return f"{phase} no user code depstrace could find".lstrip()
     code = frame.f_code
     site = f"{shorten_path(code.co_filename)}:{frame.f_lineno}"
     function = getattr(code, "co_qualname", code.co_name)

@@ -21,7 +21,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reached a non-test database)",
     )
     report.add_argument("file", nargs="?", default=str(DEFAULT_TRACE_FILE))
+    run = commands.add_parser(
+        "run",
+        help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
+        "without code changes",
+        usage="depstrace run [--] COMMAND [ARGS ...]",
+        description="Run COMMAND with DEPSTRACE=1 and depstrace loaded at interpreter start "
+        "(like opentelemetry-instrument): every FastAPI request and SQL statement of every "
+        "Python process it starts is traced, and the account is printed on stderr at exit.",
+    )
+    run.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]")
+    from depstrace import doctor
+
+    doctor.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return doctor.run(args)
+    if args.command == "run":
+        from depstrace.launcher import run as run_command
+
+        return run_command(args.command_line)
     try:
         records = list(read_records(args.file))
     except OSError as exc:

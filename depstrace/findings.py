@@ -239,4 +239,4 @@ def _count(statements: int) -> str:
 def _created(db: dict[str, Any]) -> str:
     if db.get("created_at"):
         return f", created at {db['created_at']} during {db['created_phase']}"
-    return ", created before depstrace was enabled"
+    return ", created where depstrace could not see it (before tracing started, or by a driver)"

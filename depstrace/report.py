@@ -56,7 +56,7 @@ def describe_request(request: Record) -> list[str]:
         created = (
             f"created at {db['created_at']} during {db['created_phase']}"
             if db.get("created_at")
-            else "created before depstrace was enabled"
+            else "created where depstrace could not see it"
         )
         lines.append(
             f"  database   {db['url']}  [engine {db['engine_id']}, {created}; "
