@@ -45,6 +45,10 @@ DEPENDENCY_OVERRIDDEN = "depstrace.dependency.overridden"
 DEPENDENCY_CACHED = "depstrace.dependency.cached"
 DEPENDENCY_KIND = "depstrace.dependency.kind"
 DEPENDENCY_PROVIDER = "depstrace.dependency.provider"  # app id of the overrides provider
+DEPENDENCY_SCOPE = "depstrace.dependency.scope"  # FastAPI's "function" / "request" (>= 0.121)
+DEPENDENCY_VALUE_TYPE = "depstrace.dependency.value_type"  # module:qualname of the value's type
+DEPENDENCY_ENGINE_ID = "depstrace.dependency.engine_id"  # engine the value is bound to
+DEPENDENCY_ERROR = "depstrace.dependency.error"  # redacted "Type: message", or why not called
 
 # -- database use ----------------------------------------------------------------------
 DB_ENGINE_ID = "depstrace.db.engine_id"
@@ -52,6 +56,7 @@ DB_IS_TEST = "depstrace.db.is_test"
 DB_VIA = "depstrace.db.via"
 DB_URL = "depstrace.db.url"  # redacted
 DB_STATEMENTS = "depstrace.db.statements"
+DB_OPERATIONS = "depstrace.db.operations"  # list of "SELECT=3"-style counts
 
 # -- finding events ----------------------------------------------------------------------
 FINDING_EVENT = "depstrace.finding"
@@ -59,3 +64,7 @@ FINDING_CODE = "depstrace.finding.code"
 FINDING_SEVERITY = "depstrace.finding.severity"
 FINDING_MESSAGE = "depstrace.finding.message"
 FINDING_HINT = "depstrace.finding.hint"
+FINDING_ENGINE_ID = "depstrace.finding.engine_id"
+
+# -- span names that are not a route or a callable -------------------------------------
+RUN_SPAN = "depstrace.run"  # findings tied to no test

@@ -47,3 +47,47 @@ def trace_file(environ: Mapping[str, str] = os.environ, *, root: Path | None = N
             )
         return path
     return (root or Path.cwd()) / DEFAULT_TRACE_FILE
+
+
+EXPORTERS = ("otlp", "console", "none")
+OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+DEFAULT_EXPORT_TIMEOUT = 3.0  # seconds: the most the end of a run waits for a collector
+
+
+def span_exporter(environ: Mapping[str, str] = os.environ) -> tuple[str, bool]:
+    """``(exporter, explicit)`` from ``DEPSTRACE_EXPORTER`` (docs/tracing.md).
+
+    Unset, the choice is ``otlp`` when an ``OTEL_EXPORTER_OTLP_*ENDPOINT``
+    variable names a collector and ``none`` otherwise, so a suite never waits
+    for a collector nobody asked for.
+    """
+    raw = environ.get("DEPSTRACE_EXPORTER", "").strip()
+    if not raw:
+        wanted = any(environ.get(name, "").strip() for name in OTLP_ENDPOINT_VARS)
+        return ("otlp" if wanted else "none"), False
+    value = raw.lower()
+    if value not in EXPORTERS:
+        raise ConfigurationError(
+            f"DEPSTRACE_EXPORTER={raw!r} is not a valid value. Set DEPSTRACE_EXPORTER to "
+            f"{', '.join(EXPORTERS[:-1])} or {EXPORTERS[-1]} (or unset it: then spans go to "
+            "OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, else nowhere)."
+        )
+    return value, True
+
+
+def export_timeout(environ: Mapping[str, str] = os.environ) -> float:
+    """``DEPSTRACE_EXPORT_TIMEOUT`` in seconds: bounds each export, the wait for a
+    collector's first answer and the final flush."""
+    raw = environ.get("DEPSTRACE_EXPORT_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_EXPORT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(
+            f"DEPSTRACE_EXPORT_TIMEOUT={raw!r} is not a positive number of seconds; set it "
+            f"to, say, {DEFAULT_EXPORT_TIMEOUT:g} (the default) or 0.5."
+        )
+    return value
