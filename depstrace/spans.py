@@ -519,6 +519,10 @@ def _dependency_attributes(node: DependencyNode) -> dict[str, Any]:
 
 def _finding_attributes(finding: Mapping[str, Any]) -> dict[str, Any]:
     attributes = {
+        # The code also under the span attribute's name: Jaeger matches a tag search
+        # against event fields too, so ``depstrace.findings=WRONG_DB`` finds the request
+        # although the span attribute itself is a list.
+        attr.FINDINGS: finding.get("code"),
         attr.FINDING_CODE: finding.get("code"),
         attr.FINDING_SEVERITY: finding.get("severity"),
         attr.FINDING_MESSAGE: finding.get("message"),

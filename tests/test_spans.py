@@ -313,6 +313,7 @@ def assert_shop_trace(suite: pytest.Pytester, spans: list[Span]) -> None:
         (
             attr.FINDING_EVENT,
             {
+                attr.FINDINGS: f["code"],
                 attr.FINDING_CODE: f["code"],
                 attr.FINDING_SEVERITY: f["severity"],
                 attr.FINDING_MESSAGE: f["message"],

@@ -141,6 +141,7 @@ def test_run_findings_become_events(session: TraceSession, receiver: HttpReceive
         (
             attr.FINDING_EVENT,
             {
+                attr.FINDINGS: "OVERRIDE_LEAKED",
                 attr.FINDING_CODE: "OVERRIDE_LEAKED",
                 attr.FINDING_SEVERITY: "warning",
                 attr.FINDING_MESSAGE: "leaked",
