@@ -199,18 +199,27 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
     try:
-        info = registry.lookup(conn.engine)
-        record = current_request.get()
-        if record is not None:
-            use = record.note_statement(info, _operation(statement))
-            if info.is_test is False and use.origin is None:  # a finding is coming: say where from
-                use.origin = describe_origin(
-                    info.id, endpoint=record.endpoint, phase=_request_stage(record)
-                )
-        elif _outside_sink is not None:
-            _outside_sink(info, _operation(statement))
+        attribute(registry.lookup(conn.engine), _operation(statement), _outside_sink)
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
+
+
+def attribute(info: EngineInfo, operation: str, outside: OutsideSink | None) -> None:
+    """Count one statement on the running request, else hand it to ``outside``.
+
+    The hot path for every store (SQLAlchemy here, drivers in depstrace.stores).
+    The first statement of a request on a *non-test* engine also records where
+    user code reached it from: a finding is coming, and only then is the stack read.
+    """
+    record = current_request.get()
+    if record is not None:
+        use = record.note_statement(info, operation)
+        if info.is_test is False and use.origin is None:
+            use.origin = describe_origin(
+                info.id, endpoint=record.endpoint, phase=_request_stage(record)
+            )
+    elif outside is not None:
+        outside(info, operation)
 
 
 def _request_stage(record: RequestRecord) -> str:

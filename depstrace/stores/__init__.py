@@ -26,10 +26,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from depstrace import sqlalchemy as _sqlalchemy
-from depstrace._context import current_request
 from depstrace._failopen import report_internal_error
-from depstrace._origin import describe_origin
-from depstrace.sqlalchemy import _request_stage
+from depstrace.sqlalchemy import attribute
 
 if TYPE_CHECKING:
     from depstrace._patching import PatchRegistry
@@ -48,15 +46,7 @@ def note(info: EngineInfo, operation: str) -> None:
     """Count one statement (or MongoDB command) on ``info``: on the running
     request, else as a statement outside any request.  The hot path; it does
     what the SQLAlchemy listener does, so findings read the same."""
-    record = current_request.get()
-    if record is not None:
-        use = record.note_statement(info, operation)
-        if info.is_test is False and use.origin is None:  # a finding is coming: say where from
-            use.origin = describe_origin(
-                info.id, endpoint=record.endpoint, phase=_request_stage(record)
-            )
-    elif _outside_sink is not None:
-        _outside_sink(info, operation)
+    attribute(info, operation, _outside_sink)
 
 
 def instrumented_drivers() -> frozenset[str]:
