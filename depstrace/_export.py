@@ -188,7 +188,7 @@ class _PrivatePipeline(Pipeline):
             provider.force_flush(int(timeout * 1000))
 
         if collector.wait_for_answer() and not _bounded(flush, timeout):
-            collector.give_up(f"no answer within {timeout:g}s")
+            collector.give_up(collector.pending_reason(timeout))
         # Shutting down joins the batch worker: bounded, whatever it is doing.
         _bounded(provider.shutdown, 0.5)
         ended, delivered = self.counter.ended, collector.delivered
@@ -395,8 +395,16 @@ class Collector(SpanExporter):
         remaining = self.started + self.timeout - time.monotonic()
         self._settled.wait(max(0.0, remaining))
         if not self._settled.is_set():
-            self.give_up(f"no answer within {self.timeout:g}s")
+            self.give_up(self.pending_reason(self.timeout))
         return self._answered.is_set() and not self._down
+
+    def pending_reason(self, timeout: float) -> str:
+        """Why an export still running after ``timeout`` failed: the last answer the
+        collector gave (an HTTP 503 the exporter keeps retrying), else no answer."""
+        last = getattr(self._session, "last_failure", None)
+        if last is not None and last != _TIMEOUT:
+            return str(last)
+        return f"no answer within {timeout:g}s"
 
     def _start(self) -> None:
         try:
