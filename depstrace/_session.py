@@ -83,7 +83,6 @@ class TraceSession:
         self._loop_reported: set[tuple[str, str | None]] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._is_test: dict[str, bool] = {}
         self._outside: dict[tuple[str, str | None, str], DatabaseUse] = {}
         self.writer = JsonlWriter(trace_file) if trace_file is not None else None
         self._write(
@@ -102,16 +101,14 @@ class TraceSession:
     # -- engines ---------------------------------------------------------------
 
     def is_test(self, engine: EngineInfo) -> bool:
-        """Whether ``engine`` matches the session's test-database rule (cached)."""
-        known = self._is_test.get(engine.id)
-        if known is None:
-            known = self._is_test[engine.id] = self.rule.matches(engine.url)
-        return known
+        """Whether ``engine`` matches the session's test-database rule (judged once)."""
+        if engine.is_test is None:
+            engine.is_test = self.rule.matches(engine.url)
+        return engine.is_test
 
     def on_new_engine(self, engine: EngineInfo) -> None:
         """Write the ``engine`` record the first time an engine is seen."""
-        engine.is_test = self.is_test(engine)
-        record = engine.to_dict() | {"is_test": engine.is_test}
+        record = engine.to_dict() | {"is_test": self.is_test(engine)}
         with self._lock:
             self.engines[engine.id] = record
         self._write(record)
@@ -136,20 +133,20 @@ class TraceSession:
         )
         record.apps.append(ident)
         record.app_objects.append(app)
-        for observer in self.observers:
-            try:
-                observer.request_opened(record, scope)
-            except Exception:
-                report_internal_error(f"{observer.name} (request opened)")
+        self._notify("request_opened", record, scope)
         return record
 
     def request_solving(self, record: RequestRecord) -> None:
         """Tell observers FastAPI began solving ``record``'s dependencies."""
+        self._notify("request_solving", record)
+
+    def _notify(self, event: str, *args: Any) -> None:
+        """Call ``event`` on every observer; one failing observer breaks nothing."""
         for observer in self.observers:
             try:
-                observer.request_solving(record)
+                getattr(observer, event)(*args)
             except Exception:
-                report_internal_error(f"{observer.name} (request solving)")
+                report_internal_error(f"{observer.name} ({event.replace('_', ' ')})")
 
     def close_request(self, record: RequestRecord) -> dict[str, Any]:
         """Finish ``record``: databases, findings, file, listeners."""
@@ -172,11 +169,7 @@ class TraceSession:
         self._write(data)
         for listener in listeners:
             listener(data)
-        for observer in self.observers:
-            try:
-                observer.request_closed(record, data)
-            except Exception:
-                report_internal_error(f"{observer.name} (request closed)")
+        self._notify("request_closed", record, data)
         return data
 
     def _check_uncommitted(self, record: RequestRecord, data: dict[str, Any]) -> None:
@@ -223,29 +216,17 @@ class TraceSession:
         with self._lock:
             self.run_findings.append(data)
         self._write(data)
-        for observer in self.observers:
-            try:
-                observer.run_finding(data)
-            except Exception:
-                report_internal_error(f"{observer.name} (finding)")
+        self._notify("run_finding", data)
 
     # -- tests ---------------------------------------------------------------------------
 
     def test_started(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         """A pytest test starts (called by the plugin)."""
-        for observer in self.observers:
-            try:
-                observer.test_started(nodeid, location)
-            except Exception:
-                report_internal_error(f"{observer.name} (test started)")
+        self._notify("test_started", nodeid, location)
 
     def test_finished(self, nodeid: str, outcome: str) -> None:
         """A pytest test ended, teardown included (called by the plugin)."""
-        for observer in self.observers:
-            try:
-                observer.test_finished(nodeid, outcome)
-            except Exception:
-                report_internal_error(f"{observer.name} (test finished)")
+        self._notify("test_finished", nodeid, outcome)
 
     def end_of_run(self) -> None:
         """Findings only the whole run can tell (unused overrides); once."""

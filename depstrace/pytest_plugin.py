@@ -106,18 +106,21 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
     try:
         yield
     finally:
-        _snapshot(state, item.nodeid)
+        from depstrace._failopen import report_internal_error
+
+        try:
+            state.session.ledger.test_finished(item.nodeid)  # what it left registered leaked
+        except Exception:
+            report_internal_error("override snapshot")
         state.session.test_finished(item.nodeid, item.stash.get(_outcome_key, "passed"))
 
 
-def _snapshot(state: _PluginState, finished: str | None = None, scope: str = "function") -> None:
+def _snapshot(state: _PluginState, scope: str = "function") -> None:
+    """Let the override ledger compare every app's overrides with what it knows."""
     from depstrace._failopen import report_internal_error
 
     try:
-        if finished is not None:
-            state.session.ledger.test_finished(finished)
-        else:
-            state.session.ledger.snapshot(scope)
+        state.session.ledger.snapshot(scope)
     except Exception:
         report_internal_error("override snapshot")
 
@@ -126,7 +129,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Overrides registered while importing conftests and test modules are deliberate."""
     state = session.config.stash.get(_state_key, None)
     if state is not None:
-        _snapshot(state, scope="import")
+        _snapshot(state, "import")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -140,7 +143,7 @@ def pytest_fixture_setup(
         return
     _snapshot(state)
     yield
-    _snapshot(state, scope=fixturedef.scope)
+    _snapshot(state, fixturedef.scope)
 
 
 @pytest.hookimpl(hookwrapper=True)
