@@ -28,6 +28,7 @@ from typing import Any
 
 from depstrace._callables import describe
 from depstrace._context import test_phase
+from depstrace._lookalike import why_alike
 from depstrace.fastapi import app_id, app_origin, title_of, tracked_apps
 from depstrace.findings import (
     OVERRIDE_IDENTITY_MISMATCH,
@@ -279,8 +280,6 @@ class OverrideLedger:
 def _lookalikes(
     record: Any, provider: Any, overrides: dict[Any, Any], plain: list[tuple[Any, Any]]
 ) -> list[Finding]:
-    from depstrace._lookalike import why_alike
-
     used = {id(call) for call in record.calls}
     keys = [key for key in list(overrides) if id(key) not in used]
     if not keys:
