@@ -163,6 +163,8 @@ def _operation(statement: str) -> str:
     if match is None:
         return "?"
     keyword = match.group(1).upper()
+    if keyword == "SELECT" and "pg_database" in statement:
+        return "SELECT pg_database"  # does that database exist? (before CREATE DATABASE)
     if keyword in _DDL:
         admin = _DATABASE_DDL.match(statement, match.end())
         if admin is not None:
@@ -175,7 +177,8 @@ _DATABASE_DDL = re.compile(r"\s+(DATABASE|ROLE|USER|EXTENSION)\b", re.IGNORECASE
 # Operations that administer the server rather than read or write application
 # data: a fixture creating per-test databases on the maintenance database is fine.
 ADMIN_OPERATIONS = frozenset(
-    f"{verb} {noun}" for verb in _DDL for noun in ("DATABASE", "ROLE", "USER", "EXTENSION")
+    [f"{verb} {noun}" for verb in _DDL for noun in ("DATABASE", "ROLE", "USER", "EXTENSION")]
+    + ["SELECT pg_database"]
 )
 
 

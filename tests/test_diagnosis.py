@@ -30,6 +30,7 @@ from depstrace.report import reevaluate
         ("CREATE TABLE item (id int)", "CREATE"),
         ("DROP TABLE item", "DROP"),
         ("/* hint */ INSERT INTO t VALUES (1)", "INSERT"),
+        ("SELECT 1 FROM pg_database WHERE datname = $1", "SELECT pg_database"),
         ("", "?"),
     ],
 )
