@@ -554,6 +554,11 @@ def _recording_session() -> Any:
             except requests.exceptions.Timeout:
                 self.last_failure = _TIMEOUT
                 raise
+            except ValueError:
+                # The exporter's retry deadline ran out (it asks for a timeout of 0):
+                # keep what the collector last answered, say a 503.
+                self.last_failure = self.last_failure or _TIMEOUT
+                raise
             except Exception as exc:
                 reason = _os_reason(exc)
                 self.last_failure = reason or redact_text(f"{type(exc).__name__}: {exc}")[:200]
