@@ -483,8 +483,13 @@ class Collector(SpanExporter):
                 _quiet.active = False
 
     def close(self) -> None:
-        """Stop using the collector (spans go elsewhere): shut the exporter down, bounded."""
+        """Stop using the collector (spans go elsewhere): shut the exporter down, bounded.
+
+        An export already on the wire (the start-up probe) is waited for, briefly,
+        so that nothing reaches the collector after ``uninstrument()`` returns."""
         self.give_up("not used")
+        if self._lock.acquire(timeout=0.5):
+            self._lock.release()
         _bounded(self.shutdown, 0.5)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -150,6 +150,7 @@ class RequestRecord:
     provider: Any = None
     app_objects: list[Any] = field(default_factory=list)
     live_findings: list[Any] = field(default_factory=list)  # Finding objects found while running
+    on_solving: Any = None  # called once when FastAPI starts solving (set when observers listen)
     # Per-observer state (an OpenTelemetry parent context, ...), keyed by observer name.
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -133,6 +133,8 @@ class TraceSession:
         )
         record.apps.append(ident)
         record.app_objects.append(app)
+        if self.observers:
+            record.on_solving = self.request_solving
         self._notify("request_opened", record, scope)
         return record
 

@@ -292,12 +292,8 @@ def _enter(record: RequestRecord, kwargs: dict[str, Any], key_of: CacheKey) -> t
 
 
 def _note_root(record: RequestRecord, dependant: Any, provider: Any, request: Any) -> None:
-    if not record.dependencies and record.endpoint is None:
-        from depstrace._session import active_session
-
-        session = active_session()
-        if session is not None and session.observers:
-            session.request_solving(record)
+    if record.on_solving is not None and not record.dependencies and record.endpoint is None:
+        record.on_solving(record)  # the first solve of the request: tell the observers
     if provider is not None and record.provider_id is None:
         record.provider = provider
         record.provider_id = app_id(provider)
