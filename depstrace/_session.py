@@ -85,18 +85,20 @@ class TraceSession:
         self._lock = threading.Lock()
         self._outside: dict[tuple[str, str | None, str], DatabaseUse] = {}
         self.writer = JsonlWriter(trace_file) if trace_file is not None else None
-        self._write(
-            {
-                "type": "session",
-                "schema": SCHEMA,
-                "started": _iso(time.time()),
-                "depstrace": _version("depstrace"),
-                "python": platform.python_version(),
-                "fastapi": _version("fastapi"),
-                "sqlalchemy": _version("sqlalchemy"),
-                "test_db_rule": rule.describe(),
-            }
-        )
+        self._write(self.session_record())
+
+    def session_record(self) -> dict[str, Any]:
+        """The ``session`` record that starts a trace file (versions, the rule), as of now."""
+        return {
+            "type": "session",
+            "schema": SCHEMA,
+            "started": _iso(time.time()),
+            "depstrace": _version("depstrace"),
+            "python": platform.python_version(),
+            "fastapi": _version("fastapi"),
+            "sqlalchemy": _version("sqlalchemy"),
+            "test_db_rule": self.rule.describe(),
+        }
 
     # -- engines ---------------------------------------------------------------
 

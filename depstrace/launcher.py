@@ -24,13 +24,11 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +157,7 @@ def bootstrap(environ: Mapping[str, str] = os.environ) -> TraceSession | None:
             path = _per_process(path, os.getpid())
             session = instrument(trace_file=None)
             session.writer = _LazyWriter(path)
-            session.writer.write(_session_record(session))
+            session.writer.write(session.session_record())
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         _say(f"depstrace: {exc} (the program runs without tracing)")
         return None
@@ -184,23 +182,6 @@ def _say(line: str) -> None:
     if stream is not None:
         stream.write(line + "\n")
         stream.flush()
-
-
-def _session_record(session: TraceSession) -> dict[str, Any]:
-    """The ``session`` record for a file a session starts after it began (a child's)."""
-    from depstrace._records import SCHEMA
-    from depstrace._session import _iso, _version
-
-    return {
-        "type": "session",
-        "schema": SCHEMA,
-        "started": _iso(time.time()),
-        "depstrace": _version("depstrace"),
-        "python": platform.python_version(),
-        "fastapi": _version("fastapi"),
-        "sqlalchemy": _version("sqlalchemy"),
-        "test_db_rule": session.rule.describe(),
-    }
 
 
 class _LazyWriter(JsonlWriter):
@@ -283,7 +264,7 @@ class _Launched:
             writer = self.session.writer = _LazyWriter(self.path)
             if old is not None:
                 old.close()  # the child's copy only; the parent's file stays open
-            writer.write(_session_record(self.session))
+            writer.write(self.session.session_record())
             for engine in list(self.session.engines.values()):  # seen before the fork
                 writer.write(engine)
         except Exception:
