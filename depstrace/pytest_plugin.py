@@ -70,12 +70,21 @@ def pytest_load_initial_conftests(
         if worker:  # one file per pytest-xdist worker, never two writers on one file
             trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
         from depstrace._instrument import instrument
+        from depstrace._testdb import TestDatabaseRule
 
+        rule = TestDatabaseRule.from_env(os.environ, temp_dirs=_basetemp(early_config))
         previous = set_test_phase(None, "startup")
-        session = instrument(trace_file=trace_file)
+        session = instrument(trace_file=trace_file, test_db=rule)
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous)
+
+
+def _basetemp(config: pytest.Config) -> list[Path] | None:
+    """This run's ``--basetemp``: the only temporary directory of the run when given
+    (pytest-xdist workers keep theirs below it); None for pytest's default place."""
+    given = getattr(config.known_args_namespace, "basetemp", None)
+    return None if not given else [config.invocation_params.dir / given]
 
 
 def _phase(config: pytest.Config, nodeid: str | None, phase: str) -> Generator[None, Any, None]:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from depstrace._testdb import TestDatabaseRule
+from depstrace._testdb import TestDatabaseRule, name_words
 
+DEFAULT = (
+    'default rule (a word of the database name starts with "test", as in shop_test or '
+    "testdb; SQLite in memory or in pytest's temporary directories)"
+)
 HOW_TO = "write re:<python regex> or an fnmatch glob such as *test*"
 ACCEPTED = (
     "None, a str of comma-separated patterns (re:<regex> or fnmatch globs), a compiled "
@@ -35,16 +46,47 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture
+def outside_pytest_temp() -> Iterator[Path]:
+    """A real directory in the system's temporary directory but outside pytest's own."""
+    path = Path(tempfile.mkdtemp(prefix="depstrace-testdb-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("sqlite:////tmp/pytest-of-root/test_x0/test.db", True),
-        ("sqlite:////tmp/pytest-of-root/test_x0/prod.db", False),
+        ("sqlite:////srv/data/test.db", True),
+        ("sqlite:////srv/data/prod.db", False),
+        ("sqlite:///test_app.db", True),
+        ("sqlite:///app_test.sqlite3", True),
         ("sqlite+aiosqlite:///./my_TEST_data.db", True),
+        ("sqlite:////srv/data/latest.db", False),
+        ("sqlite:////srv/test/prod.db", False),
         ("sqlite://", True),
         ("sqlite:///:memory:", True),
         ("sqlite+aiosqlite:///file::memory:?cache=shared", True),
         ("postgresql+asyncpg://u:pw@h:5432/app_test", True),
+        ("postgresql://h/test", True),
+        ("postgresql://h/tests", True),
+        ("postgresql://h/testing", True),
+        ("postgresql://h/testdb", True),
+        ("postgresql://h/test_shop", True),
+        ("postgresql://h/shop_test", True),
+        ("postgresql://h/myapp_test_gw0", True),
+        ("postgresql://h/shop-test", True),
+        ("postgresql://h/SHOP_TEST", True),
+        ("postgresql://h/shopTest", True),
+        ("postgresql://h/ShopTestDB", True),
+        ("postgresql://h/shop_latest", False),
+        ("postgresql://h/contest", False),
+        ("postgresql://h/attestation", False),
+        ("postgresql://h/latest", False),
+        ("postgresql://h/LATEST", False),
+        ("postgresql://h/protest_votes", False),
+        ("mongodb://h:27017/shop_latest", False),
+        ("mongodb://h:27017/shop_test", True),
         ("postgresql://u:pw@testhost/prod", False),
         ("postgresql://u:test@h/prod", False),
         ("postgresql://h/db?application_name=test", False),
@@ -53,25 +95,155 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     ],
 )
 def test_default_rule_strings(url: str, expected: bool) -> None:
-    """The default rule looks only at the database name or SQLite in-memory mode."""
+    """The default rule judges words of the database name, never a substring of it."""
     assert TestDatabaseRule().matches(url) is expected
 
 
-def test_default_rule_tmp_path(tmp_path: Path) -> None:
-    """A prod.db inside a pytest temporary directory named test_... is not a test database."""
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("myapp_test_gw0", ["myapp", "test", "gw0"]),
+        ("shop-latest.db", ["shop", "latest", "db"]),
+        ("ShopTestDB", ["Shop", "Test", "DB"]),
+        ("APITest", ["API", "Test"]),
+        ("db2Test", ["db2", "Test"]),
+        ("__test__", ["test"]),
+        ("contest", ["contest"]),
+    ],
+)
+def test_name_words(name: str, words: list[str]) -> None:
+    """Names split on non-alphanumerics and where the case changes."""
+    assert name_words(name) == words
+
+
+def test_default_rule_pytest_temp_dirs(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, outside_pytest_temp: Path
+) -> None:
+    """Any SQLite file under pytest's temporary directories is a test database; prod.db
+    elsewhere is not."""
     rule = TestDatabaseRule()
-    assert "test" in str(tmp_path)
+    assert rule.matches("sqlite:///" + str(tmp_path / "prod.db"))
+    assert rule.matches("sqlite+aiosqlite:///" + str(tmp_path / "sub" / "app.sqlite3"))
+    shared = tmp_path_factory.mktemp("data") / "prod.db"
+    assert rule.matches(make_url("sqlite:///" + str(shared)))
+    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "prod.db"))
+    assert rule.matches("sqlite:///" + str(outside_pytest_temp / "test.db"))
+    # The clause is about SQLite files: a server database's name is all that counts.
+    assert not rule.matches(f"postgresql://h/{tmp_path_factory.getbasetemp() / 'prod'}")
+
+
+def test_default_rule_relative_and_symlinked_paths(
+    tmp_path: Path, outside_pytest_temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative SQLite paths are judged from the working directory, symlinks by their target."""
+    rule = TestDatabaseRule()
+    monkeypatch.chdir(tmp_path)
+    assert rule.matches("sqlite:///prod.db")
+    monkeypatch.chdir(outside_pytest_temp)
+    assert not rule.matches("sqlite:///prod.db")
+    link = outside_pytest_temp / "link"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    assert rule.matches("sqlite:///" + str(link / "prod.db"))
+
+
+def test_default_rule_given_basetemp(tmp_path: Path, outside_pytest_temp: Path) -> None:
+    """With temp_dirs (pytest's --basetemp) only files under those directories count."""
+    rule = TestDatabaseRule(temp_dirs=[outside_pytest_temp / "basetemp"])
+    assert rule.matches("sqlite:///" + str(outside_pytest_temp / "basetemp" / "t0" / "prod.db"))
+    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "basetemp2" / "prod.db"))
     assert not rule.matches("sqlite:///" + str(tmp_path / "prod.db"))
     assert rule.matches("sqlite:///" + str(tmp_path / "test.db"))
+    assert TestDatabaseRule.from_env({}, temp_dirs=[str(tmp_path)]).matches(
+        "sqlite:///" + str(tmp_path / "prod.db")
+    )
+    patterns = TestDatabaseRule.from_env({"DEPSTRACE_TEST_DB": "*_test"}, temp_dirs=[tmp_path])
+    assert not patterns.matches("sqlite:///" + str(tmp_path / "prod.db"))
 
 
-def test_default_rule_sqlalchemy_urls() -> None:
+def test_default_rule_temp_root_override(
+    outside_pytest_temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PYTEST_DEBUG_TEMPROOT moves pytest's directories, and the rule follows it."""
+    monkeypatch.setenv("PYTEST_DEBUG_TEMPROOT", str(outside_pytest_temp))
+    rule = TestDatabaseRule()
+    assert rule.matches("sqlite:///" + str(outside_pytest_temp / "pytest-of-ci/pytest-1/prod.db"))
+    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "pytest-of-ci"))
+    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "data/prod.db"))
+
+
+def test_default_rule_outside_pytest(tmp_path: Path, outside_pytest_temp: Path) -> None:
+    """In a process that never imported pytest, pytest's directories still count."""
+    code = (
+        "import sys\n"
+        "from depstrace import TestDatabaseRule\n"
+        "rule = TestDatabaseRule()\n"
+        "print('pytest' in sys.modules, [rule.matches(u) for u in sys.argv[1:]])\n"
+    )
+    urls = [f"sqlite:///{tmp_path / 'prod.db'}", f"sqlite:///{outside_pytest_temp / 'prod.db'}"]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEPSTRACE")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, *urls],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environ,
+    )
+    assert result.stdout == "False [True, False]\n"
+
+
+def test_default_rule_sqlalchemy_urls(outside_pytest_temp: Path) -> None:
     """SQLAlchemy URL objects are judged by their database and backend."""
     rule = TestDatabaseRule()
     assert rule.matches(make_url("postgresql://u:p@h/shop_test"))
     assert not rule.matches(make_url("postgresql://u:test@h/shop"))
+    assert not rule.matches(make_url("postgresql://u:p@h/shop_latest"))
     assert rule.matches(make_url("sqlite://"))
-    assert not rule.matches(URL.create("sqlite", database="/tmp/test_x0/prod.db"))
+    assert not rule.matches(URL.create("sqlite", database="/srv/test_x0/prod.db"))
+    assert not rule.matches(URL.create("sqlite", database=str(outside_pytest_temp / "prod.db")))
+
+
+_SEPARATORS = st.sampled_from(["_", "-", ".", " ", "__", "$"])
+_WORDS = st.one_of(
+    st.sampled_from(["test", "tests", "testing", "testdb", "latest", "contest", "attestation"]),
+    st.sampled_from(["shop", "app", "prod", "db", "copy", "gw0", "2024", "protest", "tst"]),
+    st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True),
+)
+
+
+@given(st.lists(_WORDS, min_size=1, max_size=5), st.data())
+def test_words_decide_by_property(words: list[str], data: st.DataObject) -> None:
+    """Joined with separators, in any case, or camelCased: a test database exactly when a
+    word starts with "test", for PostgreSQL names and SQLite file names alike."""
+    expected = any(word.startswith("test") for word in words)
+    separators = [data.draw(_SEPARATORS) for _ in words[1:]]
+    joined = words[0] + "".join(sep + word for sep, word in zip(separators, words[1:], strict=True))
+    camel = words[0] + "".join(word.capitalize() for word in words[1:])
+    rule = TestDatabaseRule()
+    for name in (joined, joined.upper(), camel):
+        assert rule.matches(make_url("postgresql://h/x").set(database=name)) is expected, name
+        assert rule.matches(URL.create("sqlite", database=f"/srv/{name}.db")) is expected, name
+
+
+@given(
+    st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
+    st.from_regex(r"[a-z0-9]{0,8}", fullmatch=True),
+)
+def test_substring_is_not_enough_by_property(prefix: str, suffix: str) -> None:
+    """A "test" inside a word (shop_latest, contest) never makes a test database."""
+    assume(not f"{prefix}test".startswith("test"))  # "tes" + "test" starts a word with test
+    name = f"shop_{prefix}test{suffix}"
+    assert not TestDatabaseRule().matches(make_url("postgresql://h/x").set(database=name))
+
+
+@given(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), st.integers(0, 3))
+def test_temp_dirs_by_property(name: str, depth: int) -> None:
+    """Under a given temp dir any SQLite file counts; outside it only the name decides."""
+    rule = TestDatabaseRule(temp_dirs=["/srv/basetemp"])
+    nested = "/".join(f"d{i}" for i in range(depth))
+    inside = f"/srv/basetemp/{nested}/{name}.db".replace("//", "/")
+    assert rule.matches(URL.create("sqlite", database=inside))
+    outside = URL.create("sqlite", database=f"/srv/other/{nested}/{name}.db")
+    assert rule.matches(outside) is any(w.startswith("test") for w in name_words(name))
 
 
 @pytest.mark.parametrize(
@@ -180,9 +352,8 @@ def test_coerce_returns_rules_unchanged() -> None:
     rule = TestDatabaseRule("*test*")
     assert TestDatabaseRule.coerce(rule) is rule
     assert TestDatabaseRule(rule).describe() == rule.describe()
-    default = 'default rule (database name contains "test", or SQLite in memory)'
-    assert TestDatabaseRule.coerce(None).describe() == default
-    assert TestDatabaseRule.coerce("  ").describe() == default
+    assert TestDatabaseRule.coerce(None).describe() == DEFAULT
+    assert TestDatabaseRule.coerce("  ").describe() == DEFAULT
 
 
 @pytest.mark.parametrize(("spec", "type_name"), [(42, "int"), (b"*test*", "bytes")])
@@ -224,16 +395,13 @@ def test_source_names_the_origin() -> None:
 @pytest.mark.parametrize(
     ("environ", "description"),
     [
-        ({}, 'default rule (database name contains "test", or SQLite in memory)'),
-        (
-            {"DEPSTRACE_TEST_DB": ""},
-            'default rule (database name contains "test", or SQLite in memory)',
-        ),
+        ({}, DEFAULT),
+        ({"DEPSTRACE_TEST_DB": ""}, DEFAULT),
         (
             {"DEPSTRACE_TEST_DB": " *test*, re:^sqlite"},
             "DEPSTRACE_TEST_DB patterns: *test*, re:^sqlite",
         ),
-        ({"OTHER": "*prod*"}, 'default rule (database name contains "test", or SQLite in memory)'),
+        ({"OTHER": "*prod*"}, DEFAULT),
     ],
 )
 def test_from_env(environ: dict[str, str], description: str) -> None:
