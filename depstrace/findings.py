@@ -201,8 +201,9 @@ def loop_mismatch(where: str, engine: dict[str, Any], detail: str) -> Finding:
         severity="error",
         message=(
             f"{where}: engine {engine['engine_id']} ({engine['url']}{_created(engine)}): "
-            f"{detail}. Async drivers bind connections to the loop that created them; "
-            "expect 'attached to a different loop' or 'another operation is in progress'"
+            f"{detail}. That driver binds a connection to the loop that opened it; "
+            "expect 'attached to a different loop', 'another operation is in progress' "
+            "or 'Event loop is closed'"
         ),
         hint=(
             "Create the async engine per event loop (in a fixture or the app's lifespan) "

@@ -1,4 +1,4 @@
-"""Shared fixtures: a traced session, real SQLite files, a real PostgreSQL server."""
+"""Shared fixtures: a traced session, real SQLite files, real PostgreSQL and MariaDB servers."""
 
 from __future__ import annotations
 
@@ -86,6 +86,29 @@ def postgres() -> dict[str, str]:
         "asyncpg_test": f"postgresql+asyncpg://{base}/{PG_TEST_DB}",
         "asyncpg_prod": f"postgresql+asyncpg://{base}/{PG_PROD_DB}",
     }
+
+
+MYSQL_HOST = os.environ.get("DEPSTRACE_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("DEPSTRACE_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("DEPSTRACE_MYSQL_USER", "root")
+MYSQL_DB = os.environ.get("DEPSTRACE_MYSQL_DB", "test")
+
+
+@pytest.fixture(scope="session")
+def mysql() -> str:
+    """``user@host:port/database`` of a real MySQL or MariaDB server (empty password)."""
+    try:
+        import pymysql
+
+        pymysql.connect(
+            host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, database=MYSQL_DB, connect_timeout=3
+        ).close()
+    except Exception as exc:
+        reason = f"MySQL/MariaDB at {MYSQL_HOST}:{MYSQL_PORT} is not usable: {exc}"
+        if os.environ.get("DEPSTRACE_REQUIRE_MYSQL") == "1":
+            pytest.fail(f"DEPSTRACE_REQUIRE_MYSQL=1 but {reason}")
+        pytest.skip(reason)
+    return f"{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{MYSQL_DB}"
 
 
 @pytest.fixture
