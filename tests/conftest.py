@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,14 +42,36 @@ def traced(trace_file: Path) -> Iterator[TraceSession]:
     depstrace.uninstrument()
 
 
+@pytest.fixture(scope="session")
+def make_prod_dir() -> Iterator[Callable[[], Path]]:
+    """Make directories for "production" SQLite files outside pytest's temporary
+    directories (where any SQLite file is a test database by the default rule);
+    all are removed at the end of the session."""
+    made: list[Path] = []
+
+    def make() -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix="depstrace-prod-")))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def sqlite_urls(tmp_path: Path) -> dict[str, str]:
+def prod_dir(make_prod_dir: Callable[[], Path]) -> Path:
+    """A fresh directory for "production" SQLite files, outside pytest's temporary ones."""
+    return make_prod_dir()
+
+
+@pytest.fixture
+def sqlite_urls(tmp_path: Path, prod_dir: Path) -> dict[str, str]:
     """Sync and async URLs of a real test and a real "production" SQLite file."""
     return {
         "test": f"sqlite:///{tmp_path / 'test_app.db'}",
-        "prod": f"sqlite:///{tmp_path / 'prod.db'}",
+        "prod": f"sqlite:///{prod_dir / 'prod.db'}",
         "async_test": f"sqlite+aiosqlite:///{tmp_path / 'test_app.db'}",
-        "async_prod": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
+        "async_prod": f"sqlite+aiosqlite:///{prod_dir / 'prod.db'}",
     }
 
 

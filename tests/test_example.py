@@ -12,13 +12,14 @@ import pytest
 SHOP = Path(__file__).resolve().parent.parent / "examples" / "shop"
 
 
-def run_example(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run examples/shop's own suite with DEPSTRACE=1 and a private data dir."""
+def run_example(tmp_path: Path, data: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/shop's own suite with DEPSTRACE=1 and a private data dir ``data``
+    (outside pytest's temporary directories, where prod.db would be a test database)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DEPSTRACE", "SHOP_"))}
     environ |= {
         "DEPSTRACE": "1",
         "DEPSTRACE_FILE": str(tmp_path / "trace.jsonl"),
-        "SHOP_DATA_DIR": str(tmp_path / "data"),
+        "SHOP_DATA_DIR": str(data),
         **env,
     }
     return subprocess.run(
@@ -46,9 +47,9 @@ def escaped(output: str) -> list[str]:
     return pairs
 
 
-def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path) -> None:
+def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path, prod_dir: Path) -> None:
     """On SQLite the example passes, and depstrace names /stats, the audit task and /admin."""
-    result = run_example(tmp_path)
+    result = run_example(tmp_path, prod_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 12 requests reached a non-test database, in 3 tests." in result.stdout
     assert escaped(result.stdout) == [
@@ -73,9 +74,11 @@ def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path) -> Non
 
 
 @pytest.mark.postgres
-def test_example_suite_on_postgres(tmp_path: Path, postgres: dict[str, str]) -> None:
+def test_example_suite_on_postgres(
+    tmp_path: Path, prod_dir: Path, postgres: dict[str, str]
+) -> None:
     """With SHOP_BACKEND=postgres the same three requests reach depstrace_shop_prod."""
-    result = run_example(tmp_path, SHOP_BACKEND="postgres")
+    result = run_example(tmp_path, prod_dir, SHOP_BACKEND="postgres")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 12 requests reached a non-test database, in 3 tests." in result.stdout
     assert result.stdout.count("/depstrace_shop_prod") >= 3

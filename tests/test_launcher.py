@@ -106,11 +106,12 @@ LAUNCHERS = {
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path) -> Path:
-    """A directory holding the app module (and the SQLite files it creates)."""
-    (tmp_path / "app.py").write_text(APP)
-    (tmp_path / "client.py").write_text(CLIENT)
-    return tmp_path
+def app_dir(prod_dir: Path) -> Path:
+    """A directory holding the app module (and the SQLite files it creates); outside
+    pytest's temporary directories, where prod.db would count as a test database."""
+    (prod_dir / "app.py").write_text(APP)
+    (prod_dir / "client.py").write_text(CLIENT)
+    return prod_dir
 
 
 def start_uvicorn(

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,14 +42,6 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = sqlalchemy.create_engine("sqlite:///" + str(tmp_path / "test.db"))
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def outside_pytest_temp() -> Iterator[Path]:
-    """A real directory in the system's temporary directory but outside pytest's own."""
-    path = Path(tempfile.mkdtemp(prefix="depstrace-testdb-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +107,7 @@ def test_name_words(name: str, words: list[str]) -> None:
 
 
 def test_default_rule_pytest_temp_dirs(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, outside_pytest_temp: Path
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, prod_dir: Path
 ) -> None:
     """Any SQLite file under pytest's temporary directories is a test database; prod.db
     elsewhere is not."""
@@ -126,31 +116,31 @@ def test_default_rule_pytest_temp_dirs(
     assert rule.matches("sqlite+aiosqlite:///" + str(tmp_path / "sub" / "app.sqlite3"))
     shared = tmp_path_factory.mktemp("data") / "prod.db"
     assert rule.matches(make_url("sqlite:///" + str(shared)))
-    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "prod.db"))
-    assert rule.matches("sqlite:///" + str(outside_pytest_temp / "test.db"))
+    assert not rule.matches("sqlite:///" + str(prod_dir / "prod.db"))
+    assert rule.matches("sqlite:///" + str(prod_dir / "test.db"))
     # The clause is about SQLite files: a server database's name is all that counts.
     assert not rule.matches(f"postgresql://h/{tmp_path_factory.getbasetemp() / 'prod'}")
 
 
 def test_default_rule_relative_and_symlinked_paths(
-    tmp_path: Path, outside_pytest_temp: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prod_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Relative SQLite paths are judged from the working directory, symlinks by their target."""
     rule = TestDatabaseRule()
     monkeypatch.chdir(tmp_path)
     assert rule.matches("sqlite:///prod.db")
-    monkeypatch.chdir(outside_pytest_temp)
+    monkeypatch.chdir(prod_dir)
     assert not rule.matches("sqlite:///prod.db")
-    link = outside_pytest_temp / "link"
+    link = prod_dir / "link"
     link.symlink_to(tmp_path, target_is_directory=True)
     assert rule.matches("sqlite:///" + str(link / "prod.db"))
 
 
-def test_default_rule_given_basetemp(tmp_path: Path, outside_pytest_temp: Path) -> None:
+def test_default_rule_given_basetemp(tmp_path: Path, prod_dir: Path) -> None:
     """With temp_dirs (pytest's --basetemp) only files under those directories count."""
-    rule = TestDatabaseRule(temp_dirs=[outside_pytest_temp / "basetemp"])
-    assert rule.matches("sqlite:///" + str(outside_pytest_temp / "basetemp" / "t0" / "prod.db"))
-    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "basetemp2" / "prod.db"))
+    rule = TestDatabaseRule(temp_dirs=[prod_dir / "basetemp"])
+    assert rule.matches("sqlite:///" + str(prod_dir / "basetemp" / "t0" / "prod.db"))
+    assert not rule.matches("sqlite:///" + str(prod_dir / "basetemp2" / "prod.db"))
     assert not rule.matches("sqlite:///" + str(tmp_path / "prod.db"))
     assert rule.matches("sqlite:///" + str(tmp_path / "test.db"))
     assert TestDatabaseRule.from_env({}, temp_dirs=[str(tmp_path)]).matches(
@@ -160,18 +150,16 @@ def test_default_rule_given_basetemp(tmp_path: Path, outside_pytest_temp: Path) 
     assert not patterns.matches("sqlite:///" + str(tmp_path / "prod.db"))
 
 
-def test_default_rule_temp_root_override(
-    outside_pytest_temp: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_rule_temp_root_override(prod_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PYTEST_DEBUG_TEMPROOT moves pytest's directories, and the rule follows it."""
-    monkeypatch.setenv("PYTEST_DEBUG_TEMPROOT", str(outside_pytest_temp))
+    monkeypatch.setenv("PYTEST_DEBUG_TEMPROOT", str(prod_dir))
     rule = TestDatabaseRule()
-    assert rule.matches("sqlite:///" + str(outside_pytest_temp / "pytest-of-ci/pytest-1/prod.db"))
-    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "pytest-of-ci"))
-    assert not rule.matches("sqlite:///" + str(outside_pytest_temp / "data/prod.db"))
+    assert rule.matches("sqlite:///" + str(prod_dir / "pytest-of-ci/pytest-1/prod.db"))
+    assert not rule.matches("sqlite:///" + str(prod_dir / "pytest-of-ci"))
+    assert not rule.matches("sqlite:///" + str(prod_dir / "data/prod.db"))
 
 
-def test_default_rule_outside_pytest(tmp_path: Path, outside_pytest_temp: Path) -> None:
+def test_default_rule_outside_pytest(tmp_path: Path, prod_dir: Path) -> None:
     """In a process that never imported pytest, pytest's directories still count."""
     code = (
         "import sys\n"
@@ -179,7 +167,7 @@ def test_default_rule_outside_pytest(tmp_path: Path, outside_pytest_temp: Path) 
         "rule = TestDatabaseRule()\n"
         "print('pytest' in sys.modules, [rule.matches(u) for u in sys.argv[1:]])\n"
     )
-    urls = [f"sqlite:///{tmp_path / 'prod.db'}", f"sqlite:///{outside_pytest_temp / 'prod.db'}"]
+    urls = [f"sqlite:///{tmp_path / 'prod.db'}", f"sqlite:///{prod_dir / 'prod.db'}"]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEPSTRACE")}
     result = subprocess.run(
         [sys.executable, "-c", code, *urls],
@@ -191,7 +179,7 @@ def test_default_rule_outside_pytest(tmp_path: Path, outside_pytest_temp: Path) 
     assert result.stdout == "False [True, False]\n"
 
 
-def test_default_rule_sqlalchemy_urls(outside_pytest_temp: Path) -> None:
+def test_default_rule_sqlalchemy_urls(prod_dir: Path) -> None:
     """SQLAlchemy URL objects are judged by their database and backend."""
     rule = TestDatabaseRule()
     assert rule.matches(make_url("postgresql://u:p@h/shop_test"))
@@ -199,7 +187,7 @@ def test_default_rule_sqlalchemy_urls(outside_pytest_temp: Path) -> None:
     assert not rule.matches(make_url("postgresql://u:p@h/shop_latest"))
     assert rule.matches(make_url("sqlite://"))
     assert not rule.matches(URL.create("sqlite", database="/srv/test_x0/prod.db"))
-    assert not rule.matches(URL.create("sqlite", database=str(outside_pytest_temp / "prod.db")))
+    assert not rule.matches(URL.create("sqlite", database=str(prod_dir / "prod.db")))
 
 
 _SEPARATORS = st.sampled_from(["_", "-", ".", " ", "__", "$"])
