@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import depstrace
 from depstrace._testdb import TestDatabaseRule, name_words
 
 DEFAULT = (
@@ -408,3 +409,189 @@ def test_describe_callable_and_repr() -> None:
 def test_rule_is_not_collected_by_pytest() -> None:
     """TestDatabaseRule opts out of pytest collection despite its name."""
     assert TestDatabaseRule.__test__ is False
+
+
+# -- end to end through the pytest plugin -----------------------------------------------------
+
+SHOP_APP = """
+import os
+from typing import Annotated, Iterator
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI
+from sqlalchemy.orm import Session
+
+engine = sa.create_engine(os.environ["SHOP_URL"])  # the team's "latest" production copy
+
+
+def get_db() -> Iterator[Session]:
+    with Session(engine) as session:
+        yield session
+
+
+app = FastAPI()
+
+
+@app.get("/count")
+def count(db: Annotated[Session, Depends(get_db)]) -> int:
+    return db.execute(sa.text("SELECT count(*) FROM item")).scalar_one()
+"""
+
+SHOP_TESTS = """
+import os
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app import app, get_db
+
+
+def seeded(url, rows):
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE IF NOT EXISTS item (name TEXT)"))
+        conn.execute(sa.text("DELETE FROM item"))
+        for n in range(rows):
+            conn.execute(sa.text("INSERT INTO item VALUES (:n)"), {"n": str(n)})
+    return engine
+
+
+def count_on(engine):
+    def override():
+        with Session(engine) as session:
+            yield session
+
+    app.dependency_overrides[get_db] = override
+    try:
+        with TestClient(app) as client:
+            return client.get("/count").json()
+    finally:
+        app.dependency_overrides.clear()
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    return seeded(f"sqlite:///{tmp_path_factory.mktemp('data') / 'shop.db'}", 2)
+
+
+def test_reads_the_production_copy():
+    with TestClient(app) as client:
+        assert client.get("/count").json() == 3
+
+
+def test_tmp_path_file(tmp_path):
+    assert count_on(seeded(f"sqlite:///{tmp_path / 'app.db'}", 1)) == 1
+
+
+def test_session_temp_file(shared):
+    assert count_on(shared) == 2
+
+
+def test_file_of_another_run():
+    assert count_on(seeded(os.environ["ELSEWHERE_URL"], 4)) == 4
+"""
+
+
+@pytest.fixture
+def shop_latest(postgres: dict[str, str]) -> Iterator[str]:
+    """A real PostgreSQL database named like a production copy (``..._shop_latest_<hex>``)
+    holding three items; dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    server = postgres["psycopg_test"].split("://", 1)[1].rsplit("/", 1)[0]
+    name = f"depstrace_shop_latest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"postgresql://{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(f"postgresql://{server}/{name}") as conn:
+            conn.execute("CREATE TABLE item (name TEXT)")
+            conn.execute("INSERT INTO item VALUES ('a'), ('b'), ('c')")
+        yield f"postgresql+psycopg://{server}/{name}"
+    finally:
+        with psycopg.connect(f"postgresql://{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wrong_db(trace_dir: Path) -> list[tuple[str, str]]:
+    """(test, redacted URL) of every WRONG_DB in the trace files of ``trace_dir``."""
+    found = []
+    for trace in sorted(trace_dir.glob("trace*.jsonl")):
+        for record in depstrace.read_records(trace):
+            if record["type"] != "request":
+                continue
+            urls = {d["engine_id"]: d["url"] for d in record["databases"]}
+            found += [
+                (record["test"], urls[f["engine_id"]])
+                for f in record["findings"]
+                if f["code"] == "WRONG_DB"
+            ]
+    return sorted(found)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_plugin_judges_words_and_the_runs_temp_dirs(
+    workers: list[str],
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    shop_latest: str,
+) -> None:
+    """shop_latest is production; SQLite files in the run's tmp_path and tmp_path_factory
+    are test databases, also on xdist workers; a prod.db under another run's temporary
+    directory (the outer pytest's) is not one of this run's (pytester passes --basetemp)."""
+    elsewhere = pytester.path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("SHOP_URL", shop_latest)
+    monkeypatch.setenv("ELSEWHERE_URL", f"sqlite:///{elsewhere / 'prod.db'}")
+    for name in ("DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEPSTRACE", "1")
+    pytester.makepyfile(app=SHOP_APP, test_shop=SHOP_TESTS)
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers)
+    result.assert_outcomes(passed=4)
+    assert _wrong_db(pytester.path / ".depstrace") == [
+        ("test_shop.py::test_file_of_another_run", f"sqlite:///{elsewhere / 'prod.db'}"),
+        ("test_shop.py::test_reads_the_production_copy", shop_latest),
+    ]
+
+
+def test_plugin_default_temp_dirs_without_basetemp(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """Without --basetemp the run's tmp_path lives in pytest-of-<user>, and its files are
+    test databases; a prod.db outside pytest's directories is not."""
+    monkeypatch.setenv("SHOP_URL", f"sqlite:///{prod_dir / 'latest.db'}")
+    monkeypatch.setenv("ELSEWHERE_URL", f"sqlite:///{prod_dir / 'prod.db'}")
+    for name in ("DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEPSTRACE", "1")
+    sa_prod = sqlalchemy.create_engine(f"sqlite:///{prod_dir / 'latest.db'}")
+    with sa_prod.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE item (name TEXT)"))
+        conn.execute(sqlalchemy.text("INSERT INTO item VALUES ('a'), ('b'), ('c')"))
+    sa_prod.dispose()
+    pytester.makepyfile(app=SHOP_APP, test_shop=SHOP_TESTS)
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    # Not runpytest_subprocess: it would pass --basetemp.
+    result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    engines = [
+        (record["database"], record["is_test"], "/pytest-of-" in record["url"])
+        for record in depstrace.read_records(pytester.path / ".depstrace" / "trace.jsonl")
+        if record["type"] == "engine"
+    ]
+    assert sorted(engines) == [
+        ("app.db", True, True),
+        ("latest.db", False, False),
+        ("prod.db", False, False),
+        ("shop.db", True, True),
+    ]
+    assert _wrong_db(pytester.path / ".depstrace") == [
+        ("test_shop.py::test_file_of_another_run", f"sqlite:///{prod_dir / 'prod.db'}"),
+        ("test_shop.py::test_reads_the_production_copy", f"sqlite:///{prod_dir / 'latest.db'}"),
+    ]
