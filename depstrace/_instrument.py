@@ -48,7 +48,9 @@ def instrument(
         from depstrace import fastapi, sqlalchemy, stores
 
         sqlalchemy.registry.on_new = session.on_new_engine
-        sqlalchemy.install(patches, session.note_outside, session.note_loop_mismatch)
+        sqlalchemy.install(
+            patches, session.note_outside, session.note_loop_mismatch, session.note_outside_commit
+        )
         stores.install(patches, session.note_outside)  # drivers: now if imported, else on import
         fastapi.install(patches)
     except BaseException:

@@ -130,6 +130,7 @@ class RequestRecord:
     app_id: str
     app_title: str
     trace_id: str | None
+    fixture: dict[str, Any] | None = None  # {name, scope, site} of the fixture running it
     started_wall: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     root_path: str = ""  # of the outermost app, to turn mount prefixes into routes

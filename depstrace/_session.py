@@ -83,7 +83,9 @@ class TraceSession:
         self._loop_reported: set[tuple[str, str | None]] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._outside: dict[tuple[str, str | None, str], DatabaseUse] = {}
+        # Statements outside requests, by (engine, test, phase, fixture name and site).
+        self._outside: dict[tuple[str, str | None, str, str | None, str | None], DatabaseUse] = {}
+        self._outside_fixtures: dict[tuple[str | None, str | None], dict[str, Any] | None] = {}
         self.writer = JsonlWriter(trace_file) if trace_file is not None else None
         self._write(self.session_record())
 
@@ -128,6 +130,7 @@ class TraceSession:
             path=scope.get("root_path", "") + scope.get("path", ""),
             test=running.nodeid,
             phase=running.phase,
+            fixture=running.fixture,
             app_id=ident,
             app_title=app_title(app),
             trace_id=_current_trace_id(),
@@ -293,6 +296,7 @@ class TraceSession:
             "id": record.id,
             "test": record.test,
             "phase": record.phase,
+            "fixture": record.fixture,
             "kind": record.type,
             "method": record.method,
             "path": record.path,
@@ -320,11 +324,14 @@ class TraceSession:
     def note_outside(self, engine: EngineInfo, operation: str) -> None:
         """Count a statement that ran outside any request (fixture, startup, thread)."""
         running = test_phase()
-        key = (engine.id, running.nodeid, running.phase)
+        fixture = running.fixture
+        named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
+        key = (engine.id, running.nodeid, running.phase, *named)
         use = self._outside.get(key)
         if use is None:
             with self._lock:
                 use = self._outside.setdefault(key, DatabaseUse(engine))
+                self._outside_fixtures[named] = fixture
             if engine.is_test is False:
                 use.origin = describe_origin(engine.id, endpoint=None, phase="")
             if running.nodeid == self._discarded_test and engine.id in self._discarded:
@@ -337,6 +344,15 @@ class TraceSession:
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
 
+    def note_outside_commit(self, engine: EngineInfo) -> None:
+        """Count a commit outside any request on the statements counted there."""
+        running = test_phase()
+        fixture = running.fixture
+        named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
+        use = self._outside.get((engine.id, running.nodeid, running.phase, *named))
+        if use is not None:
+            use.commits += 1
+
     def flush(self) -> None:
         """Write pending ``outside_request`` records and flush the file (after each test)."""
         self.flush_outside()
@@ -347,17 +363,19 @@ class TraceSession:
         """Write ``outside_request`` records for the statements counted so far."""
         with self._lock:
             pending, self._outside = self._outside, {}
-        for (_, test, phase), use in pending.items():
+        for (_, test, phase, *named), use in pending.items():
             data = {
                 "type": "outside_request",
                 "schema": SCHEMA,
                 "test": test,
                 "phase": phase,
+                "fixture": self._outside_fixtures.get((named[0], named[1])),
                 "engine_id": use.engine.id,
                 "url": use.engine.url,
                 "is_test": self.is_test(use.engine),
                 "statements": use.statements,
                 "operations": dict(use.operations),
+                "commits": use.commits,
                 "origin": use.origin,
                 "created_at": use.engine.created_at,
                 "created_phase": use.engine.created_phase,
@@ -366,7 +384,9 @@ class TraceSession:
             if not data["is_test"] and not set(use.operations) <= ADMIN_OPERATIONS:
                 finding = outside_request(data)
                 self.add_run_finding(
-                    finding.to_dict() | {"test": test, "phase": phase, "url": use.engine.url}
+                    finding.to_dict()
+                    | {"test": test, "phase": phase, "url": use.engine.url}
+                    | {k: data[k] for k in ("fixture", "operations", "commits")}
                 )
 
     # -- end -------------------------------------------------------------------------

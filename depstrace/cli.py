@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reached a non-test database)",
     )
     report.add_argument("file", nargs="?", default=str(DEFAULT_TRACE_FILE))
+    report.add_argument(
+        "-v", "--verbose", action="store_true", help="one paragraph per request, not per cause"
+    )
     run = commands.add_parser(
         "run",
         help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
@@ -57,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace_file=args.file,
         rule=session.get("test_db_rule"),
         run_findings=run_findings,
+        verbosity=1 if args.verbose else 0,
+        width=shutil.get_terminal_size().columns,
     ):
         print(line)
     return 1 if offending(requests) else 0

@@ -177,13 +177,24 @@ def outside_request(use: dict[str, Any]) -> Finding:
     """``DB_OUTSIDE_REQUEST`` for statements on a non-test engine outside any request."""
     test = use["test"] or "no test"
     origin = f" Reached from {use['origin']}." if use.get("origin") else ""
+    fixture = use.get("fixture")
+    if fixture is not None:
+        # A session- or module-scoped fixture runs in whichever test first needs it
+        # (or last, for teardown): name the fixture, not that test.
+        stage = "teardown" if use["phase"] == "teardown" else "setup"
+        when = f"during the {stage} of {describe_fixture(fixture)}"
+        if fixture["scope"] == "function":
+            when += f" for {test}"
+        who = "that fixture"
+    else:
+        when = f"during the {use['phase']} phase of {test}"
+        who = "a fixture, the app's lifespan/startup or a thread"
     return Finding(
         code=DB_OUTSIDE_REQUEST,
         severity="error",
         message=(
             f"{_count(use['statements'])} ran on {use['url']} (engine {use['engine_id']}"
-            f"{_created(use)}) outside any request, during the {use['phase']} phase of "
-            f"{test}: a fixture, the app's lifespan/startup or a thread used a non-test "
+            f"{_created(use)}) outside any request, {when}: {who} used a non-test "
             f"database directly.{origin}"
         ),
         hint=(
@@ -192,6 +203,12 @@ def outside_request(use: dict[str, Any]) -> Finding:
         ),
         engine_id=use["engine_id"],
     )
+
+
+def describe_fixture(fixture: dict[str, Any]) -> str:
+    """``session-scoped fixture 'db' (tests/conftest.py:12)``: how messages name a fixture."""
+    site = f" ({fixture['site']})" if fixture.get("site") else ""
+    return f"{fixture['scope']}-scoped fixture {fixture['name']!r}{site}"
 
 
 def loop_mismatch(where: str, engine: dict[str, Any], detail: str) -> Finding:

@@ -299,6 +299,7 @@ class _Launched:
                 internal_errors=sum(_failopen.internal_errors.values()),
                 rule=self.session.rule.describe(),
                 run_findings=list(self.session.run_findings),
+                width=shutil.get_terminal_size().columns,
             )
             for line in [*lines, *notes]:
                 _say(line)

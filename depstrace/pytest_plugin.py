@@ -9,6 +9,7 @@ that reached a non-test database.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from depstrace import _config
-from depstrace._context import TestPhase, restore_test_phase, set_test_phase
+from depstrace._context import TestPhase, restore_test_phase, set_fixture, set_test_phase
 
 if TYPE_CHECKING:
     from depstrace._session import TraceSession
@@ -136,14 +137,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_fixture_setup(
     fixturedef: Any, request: pytest.FixtureRequest
 ) -> Generator[None, Any, None]:
-    """Attribute overrides a fixture registers to that fixture's scope."""
+    """Attribute overrides a fixture registers to that fixture's scope, and what its
+    setup and teardown run (statements, requests) to the fixture itself."""
     state = request.config.stash.get(_state_key, None)
     if state is None:
         yield
         return
+    fixture = _fixture_info(fixturedef)
+    # Finalizers run last-in first-out: this one, added before the fixture's own
+    # teardown is, runs after it and puts back what the one added below replaced.
+    replaced: list[dict[str, Any] | None] = []
+    fixturedef.addfinalizer(lambda: replaced and set_fixture(replaced.pop()))
     _snapshot(state)
-    yield
+    previous = set_fixture(fixture)
+    try:
+        yield
+    finally:
+        set_fixture(previous)
     _snapshot(state, fixturedef.scope)
+    fixturedef.addfinalizer(lambda: replaced.append(set_fixture(fixture)))
+
+
+def _fixture_info(fixturedef: Any) -> dict[str, Any]:
+    """``{name, scope, site}`` of a fixture; ``site`` is the ``file:line`` of its function."""
+    from depstrace._callables import shorten_path
+
+    site = None
+    code = getattr(inspect.unwrap(fixturedef.func), "__code__", None)
+    if code is not None:
+        site = f"{shorten_path(code.co_filename)}:{code.co_firstlineno}"
+    return {"name": fixturedef.argname, "scope": fixturedef.scope, "site": site}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -203,6 +226,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         internal_errors=sum(_failopen.internal_errors.values()),
         rule=state.session.rule.describe(),
         run_findings=list(state.session.run_findings),
+        verbosity=config.getoption("verbose"),
+        width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
     ):
         terminalreporter.write_line(line)
     for line in notes:

@@ -154,6 +154,8 @@ registry = EngineRegistry()
 
 OutsideSink = Callable[[EngineInfo, str], None]
 _outside_sink: OutsideSink | None = None
+CommitSink = Callable[[EngineInfo], None]
+_outside_commit_sink: CommitSink | None = None
 
 
 def _operation(statement: str) -> str:
@@ -238,6 +240,10 @@ def _transaction_event(kind: str) -> Callable[..., None]:
         try:
             record = current_request.get()
             if record is None:
+                if kind == "commit" and _outside_commit_sink is not None:
+                    info = registry.find(conn.engine)
+                    if info is not None:
+                        _outside_commit_sink(info)
                 return
             info = registry.find(conn.engine)
             use = record.databases.get(info.id) if info is not None else None
@@ -316,9 +322,14 @@ def _engine_of_pool(pool: Any) -> Any:
     return None
 
 
-def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSink) -> bool:
+def install(
+    patches: PatchRegistry,
+    outside_sink: OutsideSink,
+    loop_sink: LoopSink,
+    outside_commit_sink: CommitSink | None = None,
+) -> bool:
     """Install the listeners and the ``create_engine`` wrapper; False without SQLAlchemy."""
-    global _outside_sink, _skip_dirs, _loop_sink
+    global _outside_sink, _skip_dirs, _loop_sink, _outside_commit_sink
     try:
         import sqlalchemy
         import sqlalchemy.engine.create as create_module
@@ -328,6 +339,7 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSi
         return False
     _outside_sink = outside_sink
     _loop_sink = loop_sink
+    _outside_commit_sink = outside_commit_sink
     _skip_dirs = (library_dir(sqlalchemy),)
     original = create_module.create_engine
 
@@ -370,9 +382,10 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSi
 
 def uninstall() -> None:
     """Forget module state (the patches themselves are undone by the registry)."""
-    global _outside_sink, _loop_sink
+    global _outside_sink, _loop_sink, _outside_commit_sink
     _outside_sink = None
     _loop_sink = None
+    _outside_commit_sink = None
     registry.clear()
     _extractors.clear()
 
