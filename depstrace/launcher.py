@@ -299,12 +299,20 @@ class _Launched:
                 internal_errors=sum(_failopen.internal_errors.values()),
                 rule=self.session.rule.describe(),
                 run_findings=list(self.session.run_findings),
-                width=shutil.get_terminal_size().columns,
+                width=_width(),
             )
             for line in [*lines, *notes]:
                 _say(line)
         except Exception:
             report_internal_error("launcher (exit)")
+
+
+def _width() -> int | None:
+    """The terminal's width when the account goes to one (or COLUMNS says it), else
+    None: a server's log file keeps each line whole."""
+    if "COLUMNS" in os.environ or sys.stderr.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _handle_sigterm(state: _Launched) -> None:
