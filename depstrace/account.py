@@ -147,13 +147,19 @@ def _outside_source(finding: Record) -> str:
 # -- who: tests, fixtures, routes ------------------------------------------------------
 
 
-def test_label(record: Record) -> str:
+def label_of(record: Record) -> str:
     """The test a record belongs to, or the fixture when a session-, package-,
     module- or class-scoped fixture ran it (whichever test needed it first is chance)."""
-    fixture = record.get("fixture")
-    if fixture is not None and fixture.get("scope") != "function":
+    fixture = broad_fixture(record)
+    if fixture is not None:
         return describe_fixture(fixture)
     return record.get("test") or "(outside any test)"
+
+
+def broad_fixture(record: Record) -> dict[str, Any] | None:
+    """The record's fixture when it outlives a test (session, package, module, class)."""
+    fixture: dict[str, Any] | None = record.get("fixture")
+    return fixture if fixture is not None and fixture.get("scope") != "function" else None
 
 
 def _tests(labels: Iterable[str]) -> list[str]:
@@ -272,7 +278,7 @@ def message_lines(code: str, said: Sequence[Said], indent: str) -> list[str]:
     if common == 0:
         return [f"{prefix}{s.text} [{_first(s.labels)}]" for s in said]
     lines = [prefix + " ".join(sentences[0][:common])]
-    for parts, variant in zip(sentences, said):
+    for parts, variant in zip(sentences, said, strict=True):
         lines.append(f"{indent}  - {' '.join(parts[common:])} [{_first(variant.labels)}]")
     return lines
 
@@ -295,10 +301,12 @@ class Group:
     @property
     def tests(self) -> list[str]:
         """Distinct test (or broad-scoped fixture) labels, in order of first request."""
-        return list(dict.fromkeys(test_label(r) for r in self.requests))
+        return list(dict.fromkeys(label_of(r) for r in self.requests))
 
 
-def group_offenders(requests: Sequence[Record], chain: Callable[[Record, Record], str]) -> list[Group]:
+def group_offenders(
+    requests: Sequence[Record], chain: Callable[[Record, Record], str]
+) -> list[Group]:
     """One :class:`Group` per (database, dependency chain, finding codes); a request on
     two non-test databases is in two groups.  ``chain(db, request)`` words the chain.
 
@@ -326,8 +334,12 @@ def group_offenders(requests: Sequence[Record], chain: Callable[[Record, Record]
             group.requests.append(request)
             group.findings.extend((request, f) for f in mine)
             group.tally.add(db.get("operations"), db.get("commits"))
-    ordered = list(groups.values())
-    return sorted(ordered, key=lambda g: (not (g.tally.writes and g.tally.commits), not g.tally.writes))
+    return sorted(groups.values(), key=_writes_first)
+
+
+def _writes_first(group: Group) -> tuple[bool, bool]:
+    writes = bool(group.tally.writes)
+    return (not (writes and group.tally.commits), not writes)
 
 
 def _database_head(db: Record) -> str:
@@ -377,10 +389,10 @@ def _group_block(group: Group, served: Callable[[Record], str]) -> list[str]:
             route = _route(request, 1)
             if request.get("route") and request["route"] != request["path"]:
                 route += f" (route {request['route']})"
-            lines.append(f"    {route} in {test_label(request)}")
+            lines.append(f"    {route} in {label_of(request)}")
     else:
         lines.append(f"    routes: {_first(_routes(requests))}")
-        lines.append(f"    tests: {_first(_tests(test_label(r) for r in requests))}")
+        lines.append(f"    tests: {_first(_tests(label_of(r) for r in requests))}")
     apps = list(dict.fromkeys(served(r) for r in requests))
     endpoints = list(dict.fromkeys(r["endpoint"] for r in requests if r.get("endpoint")))
     serving = f"    served by {'; '.join(apps)}"
@@ -429,10 +441,10 @@ def other_findings(requests: Sequence[Record], run_findings: Sequence[Record]) -
         if any(not db["is_test"] for db in request["databases"]):
             continue
         for finding in request["findings"]:
-            where, test = _where(request), test_label(request)
+            where, test = _where(request), label_of(request)
             others.append(Other(finding, where, request.get("test"), f"{where} in {test}", test))
     for finding in run_findings:
-        label = test_label(finding)
+        label = label_of(finding)
         others.append(Other(finding, None, finding.get("test"), label, label))
     return others
 
@@ -443,8 +455,8 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
     groups: dict[tuple[Any, ...], list[Other]] = {}
     for other in others:
         finding = other.finding
-        fixture = finding.get("fixture")
-        if fixture is not None and fixture.get("scope") != "function":
+        fixture = broad_fixture(finding)
+        if fixture is not None:
             obj: tuple[Any, ...] = (fixture["name"], fixture.get("site"), finding.get("phase"))
         else:
             texts = distinct_messages([(finding["message"], other.where, other.test, "")])
@@ -461,15 +473,16 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
         tests = list(dict.fromkeys(m.tests for m in members))
         noun = "request" if members[0].where else "time"
         head = f"  {first['code']}  {plural(len(members), noun)} in {plural(len(tests), 'test')}"
-        if first.get("fixture") is not None and first["fixture"].get("scope") != "function":
+        fixture = broad_fixture(first)
+        if fixture is not None:
             stage = "teardown" if first.get("phase") == "teardown" else "setup"
-            head = f"  {first['code']}  {describe_fixture(first['fixture'])} {stage}"
+            head = f"  {first['code']}  {describe_fixture(fixture)} {stage}"
         if tally.operations:
             head += f": {tally.describe()}"
         lines.append(head)
         if quiet:
             continue
-        if not (first.get("fixture") and first["fixture"].get("scope") != "function"):
+        if fixture is None:
             labels = list(dict.fromkeys(m.label for m in members))
             listed = labels if members[0].where else _tests(labels)
             lines.append(f"    in {_first(listed)}")

@@ -14,10 +14,10 @@ from depstrace.account import (
     Tally,
     fit,
     group_offenders,
+    label_of,
     other_findings,
     render_groups,
     render_others,
-    test_label,
     writes_lines,
 )
 from depstrace.findings import RECORD_CODES, request_findings
@@ -201,7 +201,7 @@ def _per_request(
     lines: list[str] = []
     bad_tests: dict[str, list[Record]] = {}
     for request in bad:
-        bad_tests.setdefault(test_label(request), []).append(request)
+        bad_tests.setdefault(label_of(request), []).append(request)
     for test, test_requests in bad_tests.items():
         lines.append("")
         lines.append(test)
@@ -212,12 +212,12 @@ def _per_request(
         lines.append("other findings:")
         for request in noted:
             head = f"{request['method']} {request['path']} -> {request['status']}"
-            lines.append(f"  {test_label(request)}: {head}")
+            lines.append(f"  {label_of(request)}: {head}")
             lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
             hints = dict.fromkeys(f["hint"] for f in request["findings"])
             lines.extend(f"    fix  {hint}" for hint in hints)
         for finding in run_findings:
-            lines.append(f"  {test_label(finding)}:")
+            lines.append(f"  {label_of(finding)}:")
             lines.append(f"    {finding['code']}  {finding['message']}")
             lines.append(f"    fix  {finding['hint']}")
     return lines

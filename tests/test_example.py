@@ -62,9 +62,7 @@ def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path) -> Non
     ]
     assert "  via no dependency: opened outside Depends" in account
     assert "  via db=shop.db:get_db (not overridden)" in account
-    assert (
-        "    2 requests in 2 tests: reads 1 (SELECT 1), writes 1 (INSERT 1), 1 commit" in account
-    )
+    assert "    2 requests in 2 tests: reads 1 (SELECT 1), writes 1 (INSERT 1), 1 commit" in account
     assert (
         "    served by app 'shop-admin' [app2] mounted in 'shop' [app1], endpoint shop.main:report"
         in account
