@@ -143,10 +143,16 @@ def pytest_fixture_setup(
     if state is None:
         yield
         return
-    fixture = _fixture_info(fixturedef)
+    try:
+        fixture = _fixture_info(fixturedef)
+    except Exception:  # a fixture object pytest may change: never fail its setup
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("fixture attribution")
+        fixture = None
     # Finalizers run last-in first-out: this one, added before the fixture's own
     # teardown is, runs after it and puts back what the one added below replaced.
-    replaced: list[dict[str, Any] | None] = []
+    replaced: list[dict[str, Any] | None] = []  # what the teardown's fixture replaced
     fixturedef.addfinalizer(lambda: replaced and set_fixture(replaced.pop()))
     _snapshot(state)
     previous = set_fixture(fixture)
