@@ -6,7 +6,7 @@ logs); the list lives in DESIGN.md §2 and docs/format.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 WRONG_DB = "WRONG_DB"
@@ -25,14 +25,117 @@ DUPLICATE_SESSION = "DUPLICATE_SESSION"
 # are found while the request runs and kept as they are when a record is re-judged.
 RECORD_CODES = frozenset({WRONG_DB, DI_BYPASS, ENGINE_FROM_ENV, DUPLICATE_SESSION})
 
-DOCS = "docs/findings/{code}.md"
+
+@dataclass(frozen=True)
+class Words:
+    """The phrases of messages and hints that depend on what runs the app.
+
+    Under pytest a fix happens in a fixture or a conftest; under ``depstrace
+    run`` (a dev server) there are only requests and the server process.  Only
+    the phrases that differ live here; every other word of a finding is shared.
+    """
+
+    started: str  # "pytest started": when depstrace took its environment snapshot
+    point_engine: str  # how to point a stray engine at the right database
+    wrong_db_fix: str  # {original} {where}: the dependency provided a non-test engine
+    too_early: str  # why an engine built at import time missed the configuration
+    build_later: str  # where to build it instead
+    outside: str  # {phase} {test}: who runs statements outside requests
+    outside_fix: str
+    loop_fix: str
+    same_scope: str  # "of the same test"
+    lost: str  # what SESSION_NOT_COMMITTED cost
+    commit_fix: str
+    env_fix: str  # {names} {name}
 
 
-_BYPASS_HINT = (
-    "Take the session from a dependency (Depends(get_db)) and pass it on instead of "
-    "opening it from a module-level engine, or point that engine at the test database "
-    "in a fixture."
+TEST_WORDS = Words(
+    started="pytest started",
+    point_engine="point that engine at the test database in a fixture",
+    wrong_db_fix=(
+        "Override {original} on the app that serves {where}, or build its engine from "
+        "the test configuration; if this database is in fact a test database, say so "
+        "with DEPSTRACE_TEST_DB."
+    ),
+    too_early="before any fixture could apply the test configuration",
+    build_later="from settings read in a fixture",
+    outside=(
+        "during the {phase} phase of {test}: a fixture, the app's lifespan/startup or a "
+        "thread used a non-test database directly."
+    ),
+    outside_fix=(
+        "Point the engine used by fixtures and startup code at the test database (the "
+        "same override the routes get), or create it from the test configuration."
+    ),
+    loop_fix=(
+        "Create the async engine per event loop (in a fixture or the app's lifespan) or "
+        "use poolclass=NullPool in tests, and dispose it when its loop ends; keep one "
+        "TestClient (one loop) per engine."
+    ),
+    same_scope=" of the same test",
+    lost="the data the test expects to persist was never saved",
+    commit_fix=(
+        "Commit in the route or in the session dependency after a successful yield "
+        "(session.commit()), or use a rollback fixture that joins the test's outer "
+        "transaction (join_transaction_mode='create_savepoint')."
+    ),
+    env_fix=(
+        "Give {names} the test value before anything imports the app: in pytest's "
+        "configuration (pytest-env: env = {name}=... under [pytest] or "
+        "[tool.pytest.ini_options]), by assignment at the top of the root conftest.py "
+        'before the app import (os.environ["{name}"] = ..., not setdefault), or '
+        "exported by the CI job that runs the tests. Settings built at import exist "
+        "before any fixture runs: monkeypatch.setenv helps only when they are built "
+        "lazily (an lru_cache-d get_settings(), then get_settings.cache_clear())."
+    ),
 )
+
+# A script that called depstrace.instrument() itself: the test words, its own start.
+SCRIPT_WORDS = replace(TEST_WORDS, started="depstrace started")
+
+SERVER_WORDS = Words(
+    started="the server started",
+    point_engine="build that engine from the server's configuration, pointed at the "
+    "intended database",
+    wrong_db_fix=(
+        "Make {original} provide a session on the intended database (build its engine "
+        "from the server's configuration); if {where} may use this database, say so "
+        "with DEPSTRACE_TEST_DB."
+    ),
+    too_early="from whatever configuration the process held then",
+    build_later="from settings read in the app's lifespan",
+    outside=(
+        "in the server process ({phase}): the app's lifespan/startup, code run at import "
+        "or a background thread used a non-test database directly."
+    ),
+    outside_fix=(
+        "Point the engine used by startup code and background work at the intended "
+        "database, or create it from the server's configuration."
+    ),
+    loop_fix=(
+        "Create the async engine per event loop (in the app's lifespan) and dispose it "
+        "when its loop ends; code that runs its own loop (asyncio.run in a thread) "
+        "needs its own engine or poolclass=NullPool."
+    ),
+    same_scope="",
+    lost="the data later requests expect was never saved",
+    commit_fix=(
+        "Commit in the route or in the session dependency after a successful yield "
+        "(session.commit())."
+    ),
+    env_fix=(
+        "Change or unset {names} where the server gets its environment (the shell, the "
+        "process manager, a .env file) and restart it, or build settings and engines "
+        "from a source that the server's configuration controls."
+    ),
+)
+
+
+def _bypass_hint(words: Words) -> str:
+    return (
+        "Take the session from a dependency (Depends(get_db)) and pass it on instead of "
+        f"opening it from a module-level engine, or {words.point_engine}."
+    )
 
 
 @dataclass(frozen=True)
@@ -56,14 +159,14 @@ class Finding:
         }
 
 
-def request_findings(request: dict[str, Any]) -> list[Finding]:
+def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list[Finding]:
     """Findings computed from one closed request dict whose databases carry ``is_test``."""
     findings: list[Finding] = []
     where = f"{request['method']} {request['path']}"
     for db in request["databases"]:
         if db["is_test"]:
             continue
-        findings.append(_wrong_db(where, db))
+        findings.append(_wrong_db(where, db, words))
         if db["via"] is None:
             origin = db.get("origin")
             source = f" It was reached from {origin}." if origin else ""
@@ -78,34 +181,29 @@ def request_findings(request: dict[str, Any]) -> list[Finding]:
                         "service or a background task), so app.dependency_overrides cannot "
                         f"replace it.{source}"
                     ),
-                    hint=_BYPASS_HINT,
+                    hint=_bypass_hint(words),
                     engine_id=db["engine_id"],
                 )
             )
         if db.get("env_vars"):
-            findings.append(_from_env(where, db))
+            findings.append(_from_env(where, db, words))
     findings.extend(_duplicate_sessions(where, request["dependencies"]))
     return findings
 
 
-def _wrong_db(where: str, db: dict[str, Any]) -> Finding:
+def _wrong_db(where: str, db: dict[str, Any], words: Words) -> Finding:
     engine = f"engine {db['engine_id']}{_created(db)}"
     if db["via"] is not None:
         provider = f"through dependency {db['via']!r} ({db['via_callable']})"
-        hint = (
-            f"Override {db['via_original']} on the app that serves {where}, or build "
-            "its engine from the test configuration; if this database is in fact a "
-            "test database, say so with DEPSTRACE_TEST_DB."
-        )
+        hint = words.wrong_db_fix.format(original=db["via_original"], where=where)
     else:
         provider = "through no dependency of this request"
-        hint = _BYPASS_HINT
+        hint = _bypass_hint(words)
     early = ""
     if db["via"] is not None and db.get("created_phase") in ("import", "startup", "collection"):
         early = (
-            f". The engine was built at {db['created_phase']} time, before any fixture "
-            "could apply the test configuration: create it lazily (a cached factory) or "
-            "from settings read in a fixture"
+            f". The engine was built at {db['created_phase']} time, {words.too_early}: "
+            f"create it lazily (a cached factory) or {words.build_later}"
         )
     return Finding(
         code=WRONG_DB,
@@ -119,23 +217,39 @@ def _wrong_db(where: str, db: dict[str, Any]) -> Finding:
     )
 
 
-def _from_env(where: str, db: dict[str, Any]) -> Finding:
+def _from_env(where: str, db: dict[str, Any], words: Words) -> Finding:
     names = ", ".join(f"${name}" for name in db["env_vars"])
+    origins = db.get("env_origins") or {}
+    told = [_env_origin(name, origins[name], words) for name in db["env_vars"] if name in origins]
+    # A trace written before origins were recorded: say what is known in general.
+    why = "".join(f". {s}" for s in told if s) or (
+        ". The environment (a CI secret, a .env file, the shell) won over the "
+        "configuration meant for this run"
+    )
     return Finding(
         code=ENGINE_FROM_ENV,
         severity="error",
         message=(
             f"{where}: engine {db['engine_id']} ({db['url']}{_created(db)}) was built from "
-            f"the environment: {names} holds exactly this URL (value not shown). An exported "
-            "variable (a CI secret, a .env file, the shell) won over the test configuration"
+            f"the environment: {names} holds exactly this URL (value not shown){why}"
         ),
-        hint=(
-            f"Unset or override {names} for the test run (monkeypatch.setenv in a "
-            "conftest before the settings are built, or set it in pytest's env), and "
-            "build settings and engines after the test configuration is applied."
-        ),
+        hint=words.env_fix.format(names=names, name=db["env_vars"][0]),
         engine_id=db["engine_id"],
     )
+
+
+def _env_origin(name: str, origin: dict[str, Any], words: Words) -> str:
+    """One sentence: when ``$name`` got its value, and the lines that set it."""
+    when = {
+        "before_start": f"${name} was already set when {words.started} (exported by the "
+        "shell, a CI job or a process manager) and kept that value",
+        "changed": f"${name} was set when {words.started} and changed since",
+        "during_run": f"${name} was not set when {words.started}: the run set it",
+    }.get(origin.get("set") or "", "")
+    lines = "; ".join(f"{line['at']} {line['how']}" for line in origin.get("lines", []))
+    if lines:
+        return f"{when}; {lines}" if when else f"${name}: {lines}"
+    return when
 
 
 def _duplicate_sessions(where: str, dependencies: list[dict[str, Any]]) -> list[Finding]:
@@ -173,7 +287,7 @@ def _duplicate_sessions(where: str, dependencies: list[dict[str, Any]]) -> list[
     return findings
 
 
-def outside_request(use: dict[str, Any]) -> Finding:
+def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
     """``DB_OUTSIDE_REQUEST`` for statements on a non-test engine outside any request."""
     test = use["test"] or "no test"
     origin = f" Reached from {use['origin']}." if use.get("origin") else ""
@@ -182,19 +296,17 @@ def outside_request(use: dict[str, Any]) -> Finding:
         severity="error",
         message=(
             f"{_count(use['statements'])} ran on {use['url']} (engine {use['engine_id']}"
-            f"{_created(use)}) outside any request, during the {use['phase']} phase of "
-            f"{test}: a fixture, the app's lifespan/startup or a thread used a non-test "
-            f"database directly.{origin}"
+            f"{_created(use)}) outside any request, "
+            f"{words.outside.format(phase=use['phase'], test=test)}{origin}"
         ),
-        hint=(
-            "Point the engine used by fixtures and startup code at the test database "
-            "(the same override the routes get), or create it from the test configuration."
-        ),
+        hint=words.outside_fix,
         engine_id=use["engine_id"],
     )
 
 
-def loop_mismatch(where: str, engine: dict[str, Any], detail: str) -> Finding:
+def loop_mismatch(
+    where: str, engine: dict[str, Any], detail: str, words: Words = TEST_WORDS
+) -> Finding:
     """``LOOP_MISMATCH`` for a pooled async connection checked out on another event loop."""
     return Finding(
         code=LOOP_MISMATCH,
@@ -204,30 +316,24 @@ def loop_mismatch(where: str, engine: dict[str, Any], detail: str) -> Finding:
             f"{detail}. Async drivers bind connections to the loop that created them; "
             "expect 'attached to a different loop' or 'another operation is in progress'"
         ),
-        hint=(
-            "Create the async engine per event loop (in a fixture or the app's lifespan) "
-            "or use poolclass=NullPool in tests, and dispose it when its loop ends; keep "
-            "one TestClient (one loop) per engine."
-        ),
+        hint=words.loop_fix,
         engine_id=engine["engine_id"],
     )
 
 
-def not_committed(where: str, engine: dict[str, Any], earlier: str) -> Finding:
+def not_committed(
+    where: str, engine: dict[str, Any], earlier: str, words: Words = TEST_WORDS
+) -> Finding:
     """``SESSION_NOT_COMMITTED``: a request reads what an earlier one wrote and rolled back."""
     return Finding(
         code=SESSION_NOT_COMMITTED,
         severity="error",
         message=(
             f"{where} ran statements on engine {engine['engine_id']} ({engine['url']}) "
-            f"after {earlier} of the same test wrote to it and its transaction was rolled "
-            "back without a commit: the data the test expects to persist was never saved"
+            f"after {earlier}{words.same_scope} wrote to it and its transaction was rolled "
+            f"back without a commit: {words.lost}"
         ),
-        hint=(
-            "Commit in the route or in the session dependency after a successful yield "
-            "(session.commit()), or use a rollback fixture that joins the test's outer "
-            "transaction (join_transaction_mode='create_savepoint')."
-        ),
+        hint=words.commit_fix,
         engine_id=engine["engine_id"],
     )
 
