@@ -1,7 +1,8 @@
 """Rules that turn what a request did into findings with a code, message and hint.
 
 Codes are stable (users search for them in Jaeger and grep for them in CI
-logs); the list lives in DESIGN.md §2 and docs/format.md.
+logs); the list lives in DESIGN.md §2 and docs/format.md, and each has a page
+in docs/findings/ that ``depstrace explain CODE`` prints.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ def summary_lines(
     run_findings: Sequence[Record] = (),
 ) -> list[str]:
     """The end-of-run account: one line when clean, else each offender by test,
-    the other findings, and why (every finding code that fired, with its docs page)."""
+    the other findings, and why (every finding code that fired, with the command that
+    prints its page)."""
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
     tests = {r["test"] for r in requests}
@@ -178,5 +179,5 @@ def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str
     for code, n in counts.items():
         label = f"{code} x{n}"
         cause = CAUSES.get(code, "see the docs")
-        lines.append(f"  {label:<{width}}  {cause} (docs/findings/{code}.md)")
+        lines.append(f"  {label:<{width}}  {cause} (depstrace explain {code})")
     return lines
