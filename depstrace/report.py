@@ -7,7 +7,7 @@ read back renders exactly like a live run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
 from depstrace.findings import RECORD_CODES, request_findings
@@ -99,8 +99,7 @@ CAUSES = {
     "a later test",
     "OVERRIDE_UNUSED": "an override no request ever consulted",
     "ENGINE_FROM_ENV": "an engine was built from an exported environment variable",
-    "DB_OUTSIDE_REQUEST": "fixtures, startup or threads used a non-test database "
-    "outside any request",
+    "DB_OUTSIDE_REQUEST": "a non-test database was used outside any request",
     "LOOP_MISMATCH": "a pooled async connection was reused on another event loop",
     "SESSION_NOT_COMMITTED": "writes were rolled back although a later request expected them",
     "DUPLICATE_SESSION": "one request opened several sessions from one dependency",
@@ -121,26 +120,29 @@ def summary_lines(
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
     tests = {r["test"] for r in requests}
+    # A run without any test (a dev server under `depstrace run`) speaks of requests.
+    testless = not any(tests) and not any(f.get("test") for f in run_findings)
+    outside = "(this process)" if testless else "(outside any test)"
     where = f" Trace: {trace_file}" if trace_file else ""
     lines: list[str] = []
     if not bad:
         lines.append(
-            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''} in "
-            f"{len(tests)} test{'s' if len(tests) != 1 else ''}, all on test databases.{where}"
+            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''}"
+            f"{_in_tests(tests, testless, ' in')}, all on test databases.{where}"
         )
     else:
         bad_tests: dict[str | None, list[Record]] = {}
         for request in bad:
             bad_tests.setdefault(request["test"], []).append(request)
         lines.append(
-            f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database, "
-            f"in {len(bad_tests)} test{'s' if len(bad_tests) != 1 else ''}.{where}"
+            f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database"
+            f"{_in_tests(bad_tests, testless, ', in')}.{where}"
         )
         if rule:
             lines.append(f"test database rule: {rule}")
         for test, test_requests in bad_tests.items():
             lines.append("")
-            lines.append(test or "(outside any test)")
+            lines.append(test or outside)
             for request in test_requests:
                 lines.extend("  " + line for line in describe_request(request))
     if noted or run_findings:
@@ -148,12 +150,12 @@ def summary_lines(
         lines.append("other findings:")
         for request in noted:
             head = f"{request['method']} {request['path']} -> {request['status']}"
-            lines.append(f"  {request['test'] or '(outside any test)'}: {head}")
+            lines.append(f"  {request['test'] or outside}: {head}")
             lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
             hints = dict.fromkeys(f["hint"] for f in request["findings"])
             lines.extend(f"    fix  {hint}" for hint in hints)
         for finding in run_findings:
-            lines.append(f"  {finding.get('test') or '(outside any test)'}:")
+            lines.append(f"  {finding.get('test') or outside}:")
             lines.append(f"    {finding['code']}  {finding['message']}")
             lines.append(f"    fix  {finding['hint']}")
     lines.extend(_why([*bad, *noted], run_findings))
@@ -163,6 +165,11 @@ def summary_lines(
             "(see the 'depstrace' logger)."
         )
     return lines
+
+
+def _in_tests(tests: Sized, testless: bool, lead: str) -> str:
+    """`` in 3 tests`` for the headline; nothing when no test ran (a dev server)."""
+    return "" if testless else f"{lead} {len(tests)} test{'s' if len(tests) != 1 else ''}"
 
 
 def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str]:
