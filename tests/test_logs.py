@@ -724,7 +724,8 @@ def guarded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
 def wrong_db_message(pytester: pytest.Pytester) -> str:
     """The message of the run's one WRONG_DB finding, as the trace file has it."""
     (request,) = [
-        r for r in depstrace.read_records(pytester.path / ".depstrace" / "trace.jsonl")
+        r
+        for r in depstrace.read_records(pytester.path / ".depstrace" / "trace.jsonl")
         if r["type"] == "request"
     ]
     (message,) = [f["message"] for f in request["findings"] if f["code"] == "WRONG_DB"]
@@ -773,8 +774,7 @@ def test_under_pytest_the_apps_structlog_configuration_still_gets_findings(
     result = guarded.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     events = [
-        json.loads(line)
-        for line in (guarded.path / "data" / "app.log").read_text().splitlines()
+        json.loads(line) for line in (guarded.path / "data" / "app.log").read_text().splitlines()
     ]
     assert [(e["event"], e["level"], e["code"]) for e in events] == [
         ("depstrace.finding", "error", "WRONG_DB"),
