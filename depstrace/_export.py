@@ -106,8 +106,7 @@ class ExportSettings:
             module, distribution, remedy = _PACKAGES[protocol]
             if not _importable(module):
                 missing = (
-                    f"the OTLP exporter for {protocol} ({distribution}) is not installed; "
-                    f"{remedy}"
+                    f"the OTLP exporter for {protocol} ({distribution}) is not installed; {remedy}"
                 )
                 if explicit:
                     raise ConfigurationError(f"DEPSTRACE_EXPORTER=otlp but {missing}")
