@@ -10,13 +10,18 @@ from depstrace import _callables, _config, _envorigin, _failopen
 from depstrace._patching import PatchRegistry
 from depstrace._session import TraceSession, active_session, set_active_session
 from depstrace._testdb import TestDatabaseRule
-from depstrace.findings import SCRIPT_WORDS, SERVER_WORDS, TEST_WORDS
+from depstrace.findings import SCRIPT_WORDS, SERVER_WORDS, TEST_WORDS, XDIST_WORKER_WORDS
 
 _patches: PatchRegistry | None = None
 _UNSET: Any = object()
 
-Runner = Literal["pytest", "server", "script"]
-_WORDS = {"pytest": TEST_WORDS, "server": SERVER_WORDS, "script": SCRIPT_WORDS}
+Runner = Literal["pytest", "xdist_worker", "server", "script"]
+_WORDS = {
+    "pytest": TEST_WORDS,
+    "xdist_worker": XDIST_WORKER_WORDS,
+    "server": SERVER_WORDS,
+    "script": SCRIPT_WORDS,
+}
 
 
 def instrument(
@@ -41,8 +46,9 @@ def start(
 ) -> TraceSession:
     """:func:`instrument` for what runs the app.
 
-    ``"pytest"`` (the plugin): the end-of-run account is the output, so
-    depstrace's own log lines stay off unless ``DEPSTRACE_LOG_LEVEL`` asks;
+    ``"pytest"`` (the plugin; ``"xdist_worker"`` in a pytest-xdist worker):
+    the end-of-run account is the output, so depstrace's own log lines stay
+    off unless ``DEPSTRACE_LOG_LEVEL`` asks;
     ``"server"`` (``depstrace run``): findings speak of requests and the
     server process, not tests and fixtures; ``"script"``: anything else.
     """
@@ -60,7 +66,7 @@ def start(
     from depstrace.logs import LogObserver
 
     # Checks DEPSTRACE_LOG_* before a line is written.
-    log_observer = LogObserver.from_env(quiet=runner == "pytest")
+    log_observer = LogObserver.from_env(quiet=runner in ("pytest", "xdist_worker"))
     from depstrace.spans import SpanObserver
 
     span_observer = SpanObserver.from_env()  # checks DEPSTRACE_EXPORTER, OTEL_* the same way

@@ -93,6 +93,11 @@ TEST_WORDS = Words(
 
 # A script that called depstrace.instrument() itself: the test words, its own start.
 SCRIPT_WORDS = replace(TEST_WORDS, started="depstrace started")
+# A pytest-xdist worker inherits the environment the controller had after importing
+# the conftests, so its snapshot cannot tell those settings from exported ones.
+XDIST_WORKER_WORDS = replace(
+    TEST_WORDS, started="this pytest-xdist worker started (after the controller's conftests ran)"
+)
 
 SERVER_WORDS = Words(
     started="the server started",

@@ -79,7 +79,7 @@ def pytest_load_initial_conftests(
         if early_config.inipath is not None:  # pytest-env's `env` lines live there
             _envorigin.note_config_files([early_config.inipath])
         previous = set_test_phase(None, "startup")
-        session = start(trace_file=trace_file, runner="pytest")
+        session = start(trace_file=trace_file, runner="xdist_worker" if worker else "pytest")
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous)

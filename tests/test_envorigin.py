@@ -138,9 +138,11 @@ def run_scenario(
     for name, value in env.items():
         monkeypatch.setenv(name, value.format(data=data))
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    worker = env.get("PYTEST_XDIST_WORKER")
+    trace = pytester.path / ".depstrace" / (f"trace-{worker}.jsonl" if worker else "trace.jsonl")
     return [
         finding
-        for record in read_records(pytester.path / ".depstrace" / "trace.jsonl")
+        for record in read_records(trace)
         if record["type"] == "request"
         for finding in record["findings"]
         if finding["code"] == "ENGINE_FROM_ENV"
@@ -180,4 +182,20 @@ def test_a_url_set_during_the_run_is_told_apart(
         "$DATABASE_URL was not set when pytest started: the run set it; conftest.py:3 "
         "assigns os.environ[...]; conftest.py:20 calls os.environ.setdefault, which keeps "
         "a value that is already set"
+    }
+
+
+def test_an_xdist_worker_says_whose_start_it_compares_with(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pytest-xdist worker (as the plugin sees one: PYTEST_XDIST_WORKER set) inherited the
+    controller's environment after its conftests ran, and says so."""
+    findings = run_scenario(
+        pytester, monkeypatch, DATABASE_URL="sqlite:///{data}/prod.db", PYTEST_XDIST_WORKER="gw0"
+    )
+    assert {f["message"].split("(value not shown). ", 1)[1] for f in findings} == {
+        EXPORTED_TAIL.replace(
+            "when pytest started",
+            "when this pytest-xdist worker started (after the controller's conftests ran)",
+        )
     }
