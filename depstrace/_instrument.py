@@ -10,7 +10,7 @@ from depstrace import _callables, _config, _envorigin, _failopen
 from depstrace._patching import PatchRegistry
 from depstrace._session import TraceSession, active_session, set_active_session
 from depstrace._testdb import TestDatabaseRule
-from depstrace.findings import SCRIPT_WORDS, SERVER_WORDS, TEST_WORDS, XDIST_WORKER_WORDS
+from depstrace._words import SCRIPT_WORDS, SERVER_WORDS, TEST_WORDS, XDIST_WORKER_WORDS
 
 _patches: PatchRegistry | None = None
 _UNSET: Any = object()

@@ -26,11 +26,10 @@ from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
+from depstrace._words import TEST_WORDS, Words
 from depstrace.fastapi import app_id, app_title, title_of
 from depstrace.findings import (
     LOOP_MISMATCH,
-    TEST_WORDS,
-    Words,
     loop_mismatch,
     not_committed,
     outside_request,
