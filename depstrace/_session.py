@@ -26,6 +26,7 @@ from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
+from depstrace._words import TEST_WORDS, Words
 from depstrace.fastapi import app_id, app_title, title_of
 from depstrace.findings import (
     LOOP_MISMATCH,
@@ -66,8 +67,11 @@ def _iso(timestamp: float) -> str:
 class TraceSession:
     """Collects request records for one instrumented run."""
 
-    def __init__(self, *, trace_file: Path | None, rule: TestDatabaseRule) -> None:
+    def __init__(
+        self, *, trace_file: Path | None, rule: TestDatabaseRule, words: Words = TEST_WORDS
+    ) -> None:
         self.rule = rule
+        self.words = words  # tests and fixtures, or requests and the server process
         self.requests: list[dict[str, Any]] = []
         self.engines: dict[str, dict[str, Any]] = {}
         self.listeners: list[Listener] = []
@@ -167,7 +171,7 @@ class TraceSession:
             self._check_uncommitted(record, data)
         except Exception:
             report_internal_error("session checks")
-        found = request_findings(data) + record.live_findings
+        found = request_findings(data, self.words) + record.live_findings
         data["findings"] = [f.to_dict() for f in found]
         record.calls, record.provider, record.app_objects = [], None, []  # no live refs kept
         with self._lock:
@@ -186,7 +190,7 @@ class TraceSession:
         for db in data["databases"]:
             earlier = self._discarded.pop(db["engine_id"], None)
             if earlier is not None:
-                record.live_findings.append(not_committed(where, db, earlier))
+                record.live_findings.append(not_committed(where, db, earlier, self.words))
         succeeded = record.status is not None and 200 <= record.status < 400
         for use in record.databases.values():
             if use.discarded_writes and succeeded:
@@ -205,13 +209,14 @@ class TraceSession:
             ):
                 return
             where = f"{record.method} {record.path}"
-            record.live_findings.append(loop_mismatch(where, engine_dict, detail))
+            record.live_findings.append(loop_mismatch(where, engine_dict, detail, self.words))
             return
         running = test_phase()
         if (engine.id, running.nodeid) in self._loop_reported:
             return
         self._loop_reported.add((engine.id, running.nodeid))
-        finding = loop_mismatch(f"outside any request ({running.phase})", engine_dict, detail)
+        where = f"outside any request ({running.phase})"
+        finding = loop_mismatch(where, engine_dict, detail, self.words)
         self.add_run_finding(finding.to_dict() | {"test": running.nodeid, "phase": running.phase})
 
     # -- findings tied to no request ------------------------------------------------
@@ -281,6 +286,7 @@ class TraceSession:
                     "via_original": via.original if via is not None else None,
                     "via_chain": [n.label for n in record.chain(via)] if via is not None else [],
                     "env_vars": list(engine.env_vars),
+                    "env_origins": engine.env_origins,
                     "origin": use.origin,
                     "commits": use.commits,
                     "discarded_writes": use.discarded_writes,
@@ -336,8 +342,13 @@ class TraceSession:
                 use.origin = describe_origin(engine.id, endpoint=None, phase="")
             if running.nodeid == self._discarded_test and engine.id in self._discarded:
                 earlier = self._discarded.pop(engine.id)
-                where = f"the {running.phase} phase of {running.nodeid}, outside any request,"
-                finding = not_committed(where, {"engine_id": engine.id, "url": engine.url}, earlier)
+                where = (
+                    f"the {running.phase} phase of {running.nodeid}, outside any request,"
+                    if running.nodeid
+                    else f"code outside any request ({running.phase})"
+                )
+                engine_dict = {"engine_id": engine.id, "url": engine.url}
+                finding = not_committed(where, engine_dict, earlier, self.words)
                 self.add_run_finding(
                     finding.to_dict() | {"test": running.nodeid, "phase": running.phase}
                 )
@@ -382,7 +393,7 @@ class TraceSession:
             }
             self._write(data)
             if not data["is_test"] and not set(use.operations) <= ADMIN_OPERATIONS:
-                finding = outside_request(data)
+                finding = outside_request(data, self.words)
                 self.add_run_finding(
                     finding.to_dict()
                     | {"test": test, "phase": phase, "url": use.engine.url}

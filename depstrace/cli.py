@@ -1,4 +1,5 @@
-"""``depstrace``: the command line (``depstrace report`` reads a trace file)."""
+"""``depstrace``: the command line (``report`` reads a trace file; ``run``, ``doctor``,
+``explain``)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Python process it starts is traced, and the account is printed on stderr at exit.",
     )
     run.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]")
-    from depstrace import doctor
+    from depstrace import doctor, explain
 
     doctor.add_parser(commands)
+    explain.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "run":
         from depstrace.launcher import run as run_command
 

@@ -18,8 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from depstrace import _config
+from depstrace import _config, _envorigin
 from depstrace._context import TestPhase, restore_test_phase, set_fixture, set_test_phase
+
+# What the environment held before any conftest or early hook (pytest-env's
+# pytest_load_initial_conftests) could change it: hashes only, see _envorigin.
+_envorigin.snapshot()
 
 if TYPE_CHECKING:
     from depstrace._session import TraceSession
@@ -64,16 +68,19 @@ def pytest_load_initial_conftests(
         namespace = early_config.known_args_namespace
         enabled = enabled or bool(getattr(namespace, "depstrace", False))
         if not enabled:
+            _envorigin.forget()  # disabled: keep nothing
             return
         option = getattr(namespace, "depstrace_file", None)
         trace_file = Path(option) if option else _config.trace_file(root=early_config.rootpath)
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         if worker:  # one file per pytest-xdist worker, never two writers on one file
             trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
-        from depstrace._instrument import instrument
+        from depstrace._instrument import start
 
+        if early_config.inipath is not None:  # pytest-env's `env` lines live there
+            _envorigin.note_config_files([early_config.inipath])
         previous = set_test_phase(None, "startup")
-        session = instrument(trace_file=trace_file)
+        session = start(trace_file=trace_file, runner="xdist_worker" if worker else "pytest")
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous)

@@ -7,7 +7,7 @@ read back renders exactly like a live run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
 from depstrace.account import (
@@ -124,8 +124,7 @@ CAUSES = {
     "a later test",
     "OVERRIDE_UNUSED": "an override no request ever consulted",
     "ENGINE_FROM_ENV": "an engine was built from an exported environment variable",
-    "DB_OUTSIDE_REQUEST": "fixtures, startup or threads used a non-test database "
-    "outside any request",
+    "DB_OUTSIDE_REQUEST": "a non-test database was used outside any request",
     "LOOP_MISMATCH": "a pooled async connection was reused on another event loop",
     "SESSION_NOT_COMMITTED": "writes were rolled back although a later request expected them",
     "DUPLICATE_SESSION": "one request opened several sessions from one dependency",
@@ -178,20 +177,27 @@ def headline(
     all were on test databases), where the trace is, and the rule applied."""
     bad = offending(requests)
     tests = {r["test"] for r in requests}
+    # A run without any test (a dev server under `depstrace run`) speaks of requests.
+    testless = not any(tests)
     where = f" Trace: {trace_file}" if trace_file else ""
     if not bad:
         return [
-            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''} in "
-            f"{len(tests)} test{'s' if len(tests) != 1 else ''}, all on test databases.{where}"
+            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''}"
+            f"{_in_tests(tests, testless, ' in')}, all on test databases.{where}"
         ]
     bad_tests = {r["test"] for r in bad}
     lines = [
-        f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database, "
-        f"in {len(bad_tests)} test{'s' if len(bad_tests) != 1 else ''}.{where}"
+        f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database"
+        f"{_in_tests(bad_tests, testless, ', in')}.{where}"
     ]
     if rule:
         lines.append(f"test database rule: {rule}")
     return lines
+
+
+def _in_tests(tests: Sized, testless: bool, lead: str) -> str:
+    """`` in 3 tests`` (after ``lead``), or nothing for a run without tests."""
+    return "" if testless else f"{lead} {len(tests)} test{'s' if len(tests) != 1 else ''}"
 
 
 def _per_request(
@@ -223,6 +229,11 @@ def _per_request(
     return lines
 
 
+def _in_tests(tests: Sized, testless: bool, lead: str) -> str:
+    """`` in 3 tests`` for the headline; nothing when no test ran (a dev server)."""
+    return "" if testless else f"{lead} {len(tests)} test{'s' if len(tests) != 1 else ''}"
+
+
 def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str]:
     counts: dict[str, int] = {}
     for request in requests:
@@ -237,5 +248,5 @@ def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str
     for code, n in counts.items():
         label = f"{code} x{n}"
         cause = CAUSES.get(code, "see the docs")
-        lines.append(f"  {label:<{width}}  {cause} (docs/findings/{code}.md)")
+        lines.append(f"  {label:<{width}}  {cause} (depstrace explain {code})")
     return lines

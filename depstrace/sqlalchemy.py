@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from depstrace._context import current_request, test_phase
+from depstrace._envorigin import origin as env_origin
 from depstrace._failopen import report_internal_error
 from depstrace._origin import describe_origin
 from depstrace._records import EngineInfo, RequestRecord
@@ -83,6 +84,7 @@ class EngineRegistry:
             if known is not None:
                 return known
             url = engine.url
+            names = env_vars_for(url)
             info = EngineInfo(
                 id=f"e{next(self._counter)}",
                 url=redact_url(url),
@@ -94,7 +96,9 @@ class EngineRegistry:
                 created_test=created_test,
                 host=url.host or None,
                 port=url.port,
-                env_vars=env_vars_for(url),
+                env_vars=names,
+                # Rare (a variable holds this very URL): worth a look at where it came from.
+                env_origins={name: env_origin(name) for name in names},
             )
             key = id(engine)
 

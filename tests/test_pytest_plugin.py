@@ -109,8 +109,8 @@ def test_summary_names_the_escaping_request(
             "    fix        *",
             "",
             "why:",
-            "  WRONG_DB x1   a statement reached a database that does not match the test-database rule (docs/findings/WRONG_DB.md)",
-            "  DI_BYPASS x1  a session was opened outside Depends, where overrides cannot reach it (docs/findings/DI_BYPASS.md)",
+            "  WRONG_DB x1   a statement reached a database that does not match the test-database rule (depstrace explain WRONG_DB)",
+            "  DI_BYPASS x1  a session was opened outside Depends, where overrides cannot reach it (depstrace explain DI_BYPASS)",
         ]
     )
     assert "test_items" not in result.stdout.str().split("= depstrace =")[1]
