@@ -195,11 +195,6 @@ def headline(
     return lines
 
 
-def _in_tests(tests: Sized, testless: bool, lead: str) -> str:
-    """`` in 3 tests`` (after ``lead``), or nothing for a run without tests."""
-    return "" if testless else f"{lead} {len(tests)} test{'s' if len(tests) != 1 else ''}"
-
-
 def _per_request(
     bad: Sequence[Record], noted: Sequence[Record], run_findings: Sequence[Record]
 ) -> list[str]:
