@@ -20,11 +20,11 @@ import importlib
 import json
 import os
 import sys
-import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from depstrace._callables import library_dirs
 from depstrace._lookalike import label, origin, why_alike
 from depstrace._redact import redact_text
 from depstrace._testdb import ENV_VAR, TestDatabaseRule
@@ -483,7 +483,7 @@ class _Doctor:
         if not isinstance(name, str) or name in self.modules or name.split(".")[0] == "depstrace":
             return
         file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or os.path.abspath(file).startswith(_library_dirs()):
+        if not isinstance(file, str) or os.path.abspath(file).startswith(library_dirs()):
             return
         self.modules[name] = module
 
@@ -615,19 +615,6 @@ def _dependant_for(call: Any, path: str) -> Any:
 
 def _app_name(scan: _AppScan) -> str:
     return f"{scan.title!r} ({scan.ident})"
-
-
-_LIBRARY_DIRS: tuple[str, ...] = ()
-
-
-def _library_dirs() -> tuple[str, ...]:
-    """Standard library and site-packages directories: no user module lives there."""
-    global _LIBRARY_DIRS
-    if not _LIBRARY_DIRS:
-        paths = sysconfig.get_paths()
-        dirs = {os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
-    return _LIBRARY_DIRS
 
 
 # --- text ------------------------------------------------------------------------------

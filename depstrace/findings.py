@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from depstrace._names import callable_label, via_node
+
 WRONG_DB = "WRONG_DB"
 DI_BYPASS = "DI_BYPASS"
 OVERRIDE_IDENTITY_MISMATCH = "OVERRIDE_IDENTITY_MISMATCH"
@@ -60,10 +62,11 @@ def request_findings(request: dict[str, Any]) -> list[Finding]:
     """Findings computed from one closed request dict whose databases carry ``is_test``."""
     findings: list[Finding] = []
     where = f"{request['method']} {request['path']}"
+    nodes = {node["id"]: node for node in request["dependencies"]}
     for db in request["databases"]:
         if db["is_test"]:
             continue
-        findings.append(_wrong_db(where, db))
+        findings.append(_wrong_db(where, db, via_node(db, nodes)))
         if db["via"] is None:
             origin = db.get("origin")
             source = f" It was reached from {origin}." if origin else ""
@@ -88,12 +91,16 @@ def request_findings(request: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def _wrong_db(where: str, db: dict[str, Any]) -> Finding:
+def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None) -> Finding:
     engine = f"engine {db['engine_id']}{_created(db)}"
     if db["via"] is not None:
-        provider = f"through dependency {db['via']!r} ({db['via_callable']})"
+        # Named so the name finds the object the route used (a wrapper is not
+        # the function whose name it carries).
+        resolved = callable_label(via, "resolved", inline=True) if via else db["via_callable"]
+        original = callable_label(via, "original") if via else db["via_original"]
+        provider = f"through dependency {db['via']!r} ({resolved})"
         hint = (
-            f"Override {db['via_original']} on the app that serves {where}, or build "
+            f"Override {original} on the app that serves {where}, or build "
             "its engine from the test configuration; if this database is in fact a "
             "test database, say so with DEPSTRACE_TEST_DB."
         )

@@ -1,0 +1,101 @@
+"""How a recorded dependency is named in words people read (account, findings).
+
+Pure functions over the ``dependencies[]`` dicts of a request record
+(docs/format.md), so a trace file read back is named exactly like a live run.
+
+A callable is named by its ``module:qualname`` when that name finds the very
+object (plain functions, classes, decorators applied in place): the common case
+reads as before.  When it does not — a ``functools.wraps`` wrapper carries the
+name of the function it wraps, a partial or an instance has no name of its own
+— it is named by the ``module.attribute`` that holds it (``*_ref``) with its own
+definition site and what it wraps, so a fix that says "override X" points at
+the object the route really used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Node = dict[str, Any]
+
+__all__ = ["callable_label", "chain_label", "node_label", "via_node"]
+
+
+def callable_label(
+    node: Node, side: str = "resolved", *, inline: bool = False, site: bool = False
+) -> str:
+    """The ``original`` or ``resolved`` callable of ``node`` named so it points at
+    the object: ``app.deps:get_db``, or for a wrapper ``app.main.timed_db
+    (defined at app/timing.py:12, wraps app.deps:get_db at app/deps.py:9)``;
+    ``inline`` leaves out the parentheses (for text already in parentheses),
+    ``site`` adds the definition site to a plain name too."""
+    name, facts = _parts(node, side)
+    if not facts and site:
+        facts = [node.get(f"{side}_site") or "site unknown"]
+    if not facts:
+        return name
+    return f"{name}, {', '.join(facts)}" if inline else f"{name} ({', '.join(facts)})"
+
+
+def node_label(node: Node) -> str:
+    """``name=callable (not overridden)`` or ``name=override (override of callable)``,
+    with the facts that make a wrapper's name point at it."""
+    name, facts = _parts(node, "resolved")
+    if node["overridden"]:
+        state = f"override of {callable_label(node, 'original')}"
+    else:
+        state = "not overridden"
+    details = f"{', '.join(facts)}; {state}" if facts else state
+    return f"{node['name']}={name} ({details})"
+
+
+def _parts(node: Node, side: str) -> tuple[str, list[str]]:
+    claimed: str = node[side]
+    ref = node.get(f"{side}_ref")
+    if ref is None or ref == claimed.replace(":", ".", 1):
+        return claimed, []
+    site = node.get(f"{side}_site")
+    wraps = node.get(f"{side}_wraps")
+    facts = []
+    if wraps is not None:
+        if site and site != wraps.get("site"):
+            facts.append(f"defined at {site}")
+        facts.append(f"wraps {wraps['callable']}" + _at(wraps.get("site")))
+    else:  # an instance, or a function a reload replaced under the same name
+        facts.append(claimed + _at(site))
+    return ref, facts
+
+
+def chain_label(start: Node | None, nodes: dict[int, Node]) -> str:
+    """``start`` and its parents up to the endpoint, innermost first, each with
+    :func:`node_label`, joined by ``<-``."""
+    parts = []
+    node = start
+    seen: set[int] = set()
+    while node is not None and node["id"] not in seen:
+        seen.add(node["id"])
+        parts.append(node_label(node))
+        node = nodes.get(node["parent"]) if node["parent"] is not None else None
+    return " <- ".join(parts)
+
+
+def via_node(db: dict[str, Any], nodes: dict[int, Node]) -> Node | None:
+    """The dependency credited with a ``databases[]`` entry (``via_id``; traces
+    written before it existed: the first node with its ``via`` name and engine)."""
+    if db.get("via") is None:
+        return None
+    ident = db.get("via_id")
+    if ident is not None and ident in nodes:
+        return nodes[ident]
+    return next(
+        (
+            n
+            for n in nodes.values()
+            if n["name"] == db["via"] and n.get("engine_id") == db["engine_id"]
+        ),
+        None,
+    )
+
+
+def _at(site: str | None) -> str:
+    return f" at {site}" if site else ""
