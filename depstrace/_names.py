@@ -18,7 +18,7 @@ from typing import Any
 
 Node = dict[str, Any]
 
-__all__ = ["callable_label", "chain_label", "node_label", "via_node"]
+__all__ = ["callable_label", "chain_label", "name_parts", "node_label", "via_node"]
 
 
 def callable_label(
@@ -50,12 +50,19 @@ def node_label(node: Node) -> str:
 
 
 def _parts(node: Node, side: str) -> tuple[str, list[str]]:
-    claimed: str = node[side]
-    ref = node.get(f"{side}_ref")
+    return name_parts(
+        node[side], node.get(f"{side}_ref"), node.get(f"{side}_site"), node.get(f"{side}_wraps")
+    )
+
+
+def name_parts(
+    claimed: str, ref: str | None, site: str | None, wraps: dict[str, Any] | None
+) -> tuple[str, list[str]]:
+    """``(name, facts)`` for a callable: its ``module:qualname`` and no facts when
+    that finds it (``ref`` is the same path, or unknown); else ``ref`` and what
+    tells it apart (its own site, what it wraps, or the name it carries)."""
     if ref is None or ref == claimed.replace(":", ".", 1):
         return claimed, []
-    site = node.get(f"{side}_site")
-    wraps = node.get(f"{side}_wraps")
     facts = []
     if wraps is not None:
         if site and site != wraps.get("site"):

@@ -170,6 +170,8 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
         "name": "settings",
         "callable": "db:get_settings",
         "site": get_settings,
+        "ref": "db.get_settings",
+        "wraps": None,
         "override": {"callable": "app:fake_settings", "site": fake_settings},
         "dependencies": [],
     }
@@ -196,10 +198,13 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                             "name": "db",
                             "callable": "db:get_db",
                             "site": get_db,
+                            "ref": "db.get_db",
+                            "wraps": None,
                             "override": {"callable": "app:fake_db", "site": fake_db},
                             "dependencies": [settings_node],
                         }
                     ],
+                    "lookalikes": [],
                 },
                 {
                     "kind": "websocket",
@@ -209,6 +214,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                     "endpoint": "app:stream",
                     "endpoint_site": f"app.py:{line(app_py, '@app.websocket')}",
                     "dependencies": [settings_node],
+                    "lookalikes": [],
                 },
             ],
             "mounts": [],
@@ -232,6 +238,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                     "lookalikes": [],
                 },
             ],
+            "unexamined_routes": [],
         },
         "other_apps": [],
         "engines": [
