@@ -420,6 +420,7 @@ class _Doctor:
                 "used_by": used_by,
                 "needed_by_mounted_apps": [],
                 "lookalikes": [],
+                "unknown_routes": [],
             }
             entries.append(entry)
             entry["needed_by_mounted_apps"] = needed = self._needed_below(scan, key)
