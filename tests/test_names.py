@@ -290,3 +290,133 @@ def test_names_point_at_the_objects_the_routes_used(
     check_wraps_wrapper(result, pytester)
     check_contextlib_decorator(result, pytester)
     check_session_producer(result, pytester)
+
+
+# --- the naming rules, unit by unit ----------------------------------------------------------
+
+
+def node(**fields: Any) -> dict[str, Any]:
+    """A ``dependencies[]`` entry with the naming fields, plain unless overridden in ``fields``."""
+    base: dict[str, Any] = {
+        "id": 0,
+        "name": "db",
+        "parent": None,
+        "overridden": False,
+        "original": "app.deps:get_db",
+        "original_site": "app/deps.py:9",
+        "original_ref": "app.deps.get_db",
+        "original_wraps": None,
+    }
+    base.update(fields)
+    for key in ("", "_site", "_ref", "_wraps"):
+        base.setdefault(f"resolved{key}", base[f"original{key}"])
+    return base
+
+
+def test_labels_of_each_kind_of_callable() -> None:
+    """Plain names stay as they were; wrappers, partials, instances and reloaded functions
+    are named by the global holding them with what tells them apart."""
+    from depstrace._names import callable_label, node_label
+
+    wrapper = {"callable": "app.deps:get_db", "site": "app/deps.py:9"}
+    cases = {
+        "plain": node(),
+        "unknown ref": node(original_ref=None),
+        "wrapper": node(
+            original_site="app/timing.py:5",
+            original_ref="app.main.timed_db",
+            original_wraps=wrapper,
+        ),
+        "partial": node(original_ref="app.deps.read_only_db", original_wraps=wrapper),
+        "instance": node(
+            original="app.auth:Checker()",
+            original_site="app/auth.py:3",
+            original_ref="app.main.checker",
+        ),
+        "reloaded": node(original_ref="app.main.get_db"),
+    }
+    assert {case: node_label(n) for case, n in cases.items()} == {
+        "plain": "db=app.deps:get_db (not overridden)",
+        "unknown ref": "db=app.deps:get_db (not overridden)",
+        "wrapper": "db=app.main.timed_db (defined at app/timing.py:5, wraps app.deps:get_db at "
+        "app/deps.py:9; not overridden)",
+        "partial": "db=app.deps.read_only_db (wraps app.deps:get_db at app/deps.py:9; "
+        "not overridden)",
+        "instance": "db=app.main.checker (app.auth:Checker() at app/auth.py:3; not overridden)",
+        "reloaded": "db=app.main.get_db (app.deps:get_db at app/deps.py:9; not overridden)",
+    }
+    overridden = node(
+        overridden=True,
+        original_site="app/timing.py:5",
+        original_ref="app.main.timed_db",
+        original_wraps=wrapper,
+        resolved="conftest:fake_db",
+        resolved_site="conftest.py:4",
+        resolved_ref="conftest.fake_db",
+        resolved_wraps=None,
+    )
+    assert node_label(overridden) == (
+        "db=conftest:fake_db (override of app.main.timed_db (defined at app/timing.py:5, "
+        "wraps app.deps:get_db at app/deps.py:9))"
+    )
+    assert (
+        callable_label(cases["plain"], "original", site=True) == "app.deps:get_db (app/deps.py:9)"
+    )
+    assert callable_label(cases["wrapper"], "original", inline=True) == (
+        "app.main.timed_db, defined at app/timing.py:5, wraps app.deps:get_db at app/deps.py:9"
+    )
+
+
+def test_traces_without_via_id_still_find_their_node() -> None:
+    """A trace written before via_id existed names its chain by the via name and engine."""
+    from depstrace._names import chain_label, via_node
+
+    nodes = {0: node(id=0, name="repo", engine_id="e1"), 1: node(id=1, parent=0, engine_id="e1")}
+    old = {"via": "db", "engine_id": "e1"}
+    assert via_node(old, nodes) is nodes[1]
+    assert via_node(old | {"via_id": 0}, nodes) is nodes[0]
+    assert via_node({"via": None, "engine_id": "e1"}, nodes) is None
+    assert chain_label(nodes[1], nodes) == (
+        "db=app.deps:get_db (not overridden) <- repo=app.deps:get_db (not overridden)"
+    )
+
+
+def test_producer_wins_over_holders() -> None:
+    """provider_of: a bound node with a bound node below it only holds the session; among
+    producers, a node whose value is the session wins over one holding it in an attribute."""
+    from depstrace._records import DependencyNode, RequestRecord
+
+    def dependency(ident: int, name: str, parent: int | None, held: bool = False) -> DependencyNode:
+        return DependencyNode(
+            id=ident,
+            name=name,
+            original=f"m:{name}",
+            original_site=None,
+            resolved=f"m:{name}",
+            resolved_site=None,
+            overridden=False,
+            kind="sync",
+            callable_type="function",
+            parent=parent,
+            provider=None,
+            scope=None,
+            use_cache=True,
+            cached=False,
+            started=0.0,
+            engine_id="e1",
+            engine_held=held,
+        )
+
+    record = RequestRecord("r1", "http", "GET", "/", None, "call", "app1", "app", None)
+    record.dependencies = [
+        dependency(0, "service", None, held=True),
+        dependency(1, "repo", 0, held=True),
+        dependency(2, "session", 1),
+        dependency(3, "audit", None, held=True),  # holds a session it opened itself
+    ]
+    assert record.provider_of("e1") is record.dependencies[2]
+    record.dependencies = [record.dependencies[3], dependency(4, "other", None)]
+    assert record.provider_of("e1") is record.dependencies[1]
+    record.dependencies = [record.dependencies[0]]
+    assert record.provider_of("e1") is record.dependencies[0]
+    assert record.provider_of("e2") is None
