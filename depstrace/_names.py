@@ -50,27 +50,29 @@ def node_label(node: Node) -> str:
 
 
 def _parts(node: Node, side: str) -> tuple[str, list[str]]:
-    return name_parts(
-        node[side], node.get(f"{side}_ref"), node.get(f"{side}_site"), node.get(f"{side}_wraps")
-    )
+    return name_parts(node[side], node.get(f"{side}_site"), node.get(f"{side}_alias"))
 
 
 def name_parts(
-    claimed: str, ref: str | None, site: str | None, wraps: dict[str, Any] | None
+    claimed: str, site: str | None, alias: dict[str, Any] | None
 ) -> tuple[str, list[str]]:
     """``(name, facts)`` for a callable: its ``module:qualname`` and no facts when
-    that finds it (``ref`` is the same path, or unknown); else ``ref`` and what
-    tells it apart (its own site, what it wraps, or the name it carries)."""
-    if ref is None or ref == claimed.replace(":", ".", 1):
+    that finds it (no ``alias``); else the ``module.attribute`` that holds it (or
+    the name it carries, when none does) and what tells it apart: its own site
+    and what it wraps, or, for an instance or a replaced function, the name it
+    carries."""
+    if alias is None:
         return claimed, []
+    ref, wraps = alias.get("ref"), alias.get("wraps")
     facts = []
     if wraps is not None:
-        if site and site != wraps.get("site"):
+        wraps_site = alias.get("wraps_site")
+        if site and site != wraps_site:
             facts.append(f"defined at {site}")
-        facts.append(f"wraps {wraps['callable']}" + _at(wraps.get("site")))
-    else:  # an instance, or a function a reload replaced under the same name
+        facts.append(f"wraps {wraps}" + _at(wraps_site))
+    elif ref is not None:  # an instance, or a function a reload replaced under the same name
         facts.append(claimed + _at(site))
-    return ref, facts
+    return ref or claimed, facts
 
 
 def chain_label(start: Node | None, nodes: dict[int, Node]) -> str:

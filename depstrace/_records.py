@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA = 1
+Alias = tuple[str | None, str | None, str | None]  # (ref, wraps, wraps_site)
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "UPSERT"})
 
 
@@ -75,12 +76,11 @@ class DependencyNode:
     value_type: str | None = None
     engine_id: str | None = None
     engine_held: bool = False  # the value only holds the engine's session in an attribute
-    # Names that find the very object (docs/format.md, "Names"): a module.attribute
-    # path, and the innermost callable a wrapper wraps with its site.
-    original_ref: str | None = None
-    original_wraps: tuple[str, str | None] | None = None
-    resolved_ref: str | None = None
-    resolved_wraps: tuple[str, str | None] | None = None
+    # None when ``original`` (module:qualname) finds the very object, the common
+    # case; else (module.attribute that does or None, what it wraps, that one's
+    # site): docs/format.md, "Names that find the object".
+    original_alias: Alias | None = None
+    resolved_alias: Alias | None = None
 
     @property
     def label(self) -> str:
@@ -108,15 +108,16 @@ class DependencyNode:
             "error": self.error,
             "value": self.value_type,
             "engine_id": self.engine_id,
-            "original_ref": self.original_ref,
-            "original_wraps": _wraps_dict(self.original_wraps),
-            "resolved_ref": self.resolved_ref,
-            "resolved_wraps": _wraps_dict(self.resolved_wraps),
+            "original_alias": alias_dict(self.original_alias),
+            "resolved_alias": alias_dict(self.resolved_alias),
         }
 
 
-def _wraps_dict(wraps: tuple[str, str | None] | None) -> dict[str, str | None] | None:
-    return None if wraps is None else {"callable": wraps[0], "site": wraps[1]}
+def alias_dict(alias: Alias | None) -> dict[str, str | None] | None:
+    """The ``*_alias`` JSON form of an alias tuple."""
+    if alias is None:
+        return None
+    return {"ref": alias[0], "wraps": alias[1], "wraps_site": alias[2]}
 
 
 @dataclass(eq=False)

@@ -195,7 +195,7 @@ class _Use:
     def shown(self) -> str:
         """The callable named so the name finds it (a wrapper by where it is held)."""
         node = self.node
-        name, facts = name_parts(node["callable"], node["ref"], node["site"], node["wraps"])
+        name, facts = name_parts(node["callable"], node["site"], node["alias"])
         return f"{name} ({', '.join(facts)})" if facts else name
 
 
@@ -387,8 +387,7 @@ class _Doctor:
                 "name": name,
                 "callable": label(call),
                 "site": origin(call),
-                "ref": ref_in(call, info, context),
-                "wraps": _wraps_doc(info),
+                "alias": _alias_doc(call, info, context),
                 "override": None,
                 "dependencies": [],
             }
@@ -708,8 +707,14 @@ def _is_included_router(route: Any) -> bool:
     return hasattr(route, "original_router") and hasattr(route, "effective_route_contexts")
 
 
-def _wraps_doc(info: Any) -> dict[str, Any] | None:
-    return None if info.wraps is None else {"callable": info.wraps, "site": info.wraps_site}
+def _alias_doc(call: Any, info: Any, context: str | None) -> dict[str, Any] | None:
+    """As ``*_alias`` in the trace: null when the callable's own name finds it."""
+    if info.exact:
+        return None
+    ref = ref_in(call, info, context)
+    if ref is None and info.wraps is None:
+        return None
+    return {"ref": ref, "wraps": info.wraps, "wraps_site": info.wraps_site}
 
 
 def _overrides_of(app: Any) -> dict[Any, Any]:
@@ -885,7 +890,7 @@ def _alike_line(alike: dict[str, Any]) -> str:
 def _dependency_lines(nodes: list[dict[str, Any]], indent: str) -> list[str]:
     lines = []
     for node in nodes:
-        name, facts = name_parts(node["callable"], node["ref"], node["site"], node["wraps"])
+        name, facts = name_parts(node["callable"], node["site"], node["alias"])
         if facts:
             text = f"{indent}{node['name']}: {name} ({', '.join(facts)})"
         else:

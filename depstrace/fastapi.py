@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from depstrace._callables import CallableInfo, describe, ref_in
 from depstrace._context import current_frame, current_request
 from depstrace._failopen import report_internal_error
-from depstrace._records import DependencyNode, RequestRecord
+from depstrace._records import Alias, DependencyNode, RequestRecord
 from depstrace._redact import redact_text
 from depstrace._sites import caller_site, library_dir
 from depstrace.sqlalchemy import engine_of, holds_engine, registry, value_type
@@ -155,15 +155,19 @@ class _Frame:
         self.last_cache: Any = None
         self.context: str | None = _UNKNOWN  # the module whose code wrote its Depends
 
-    def ref(self, call: Any, info: CallableInfo) -> str | None:
-        """A ``module.attribute`` name for ``call``; only a callable whose own name
-        does not find it (a wrapper, an instance) needs the parent's module."""
-        if info.ref is not None:
-            return info.ref
-        if self.context is _UNKNOWN:
+    def alias(self, call: Any, info: CallableInfo) -> Alias | None:
+        """None when ``call``'s own name finds it (nearly always: one attribute read);
+        else a ``module.attribute`` that does, looked up in the module that wrote
+        this frame's ``Depends`` when needed, and what it wraps."""
+        if info.exact:
+            return None
+        if info.ref is None and self.context is _UNKNOWN:
             parent = self.dependant.call
             self.context = describe(parent).home if parent is not None else None
-        return ref_in(call, info, self.context)
+        ref = ref_in(call, info, self.context)
+        if ref is None and info.wraps is None:
+            return None  # a closure, an instance held nowhere: nothing better to say
+        return (ref, info.wraps, info.wraps_site)
 
     def start_child(self, dependant: Any, provider: Any, kwargs: dict[str, Any]) -> _Child | None:
         subs = self.dependant.dependencies
@@ -206,14 +210,11 @@ class _Frame:
             use_cache=sub.use_cache,
             cached=bool(key is not None and sub.use_cache and cache and key in cache),
             started=time.perf_counter(),
-            original_ref=self.ref(original, original_info),
-            original_wraps=_wraps(original_info),
+            original_alias=self.alias(original, original_info),
         )
-        if node.overridden:
-            node.resolved_ref = self.ref(dependant.call, resolved_info)
-            node.resolved_wraps = _wraps(resolved_info)
-        else:
-            node.resolved_ref, node.resolved_wraps = node.original_ref, node.original_wraps
+        node.resolved_alias = (
+            self.alias(dependant.call, resolved_info) if node.overridden else node.original_alias
+        )
         record.dependencies.append(node)
         record.calls.append(original)
         child = _Child(node, sub, key)
@@ -254,10 +255,6 @@ class _Frame:
             key = child.key if child.key is not None else self.key_of(child.sub, self.kwargs)
             if key in cache:
                 _observe_value(child.node, cache[key])
-
-
-def _wraps(info: CallableInfo) -> tuple[str, str | None] | None:
-    return None if info.wraps is None else (info.wraps, info.wraps_site)
 
 
 def _observe_value(node: DependencyNode, value: Any) -> None:

@@ -170,8 +170,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
         "name": "settings",
         "callable": "db:get_settings",
         "site": get_settings,
-        "ref": "db.get_settings",
-        "wraps": None,
+        "alias": None,
         "override": {"callable": "app:fake_settings", "site": fake_settings},
         "dependencies": [],
     }
@@ -198,8 +197,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                             "name": "db",
                             "callable": "db:get_db",
                             "site": get_db,
-                            "ref": "db.get_db",
-                            "wraps": None,
+                            "alias": None,
                             "override": {"callable": "app:fake_db", "site": fake_db},
                             "dependencies": [settings_node],
                         }
@@ -944,8 +942,7 @@ def test_included_routers_json(project: Path, capsys: pytest.CaptureFixture[str]
         "name": "db",
         "callable": "db:get_db",
         "site": wrapper,
-        "ref": "routers.timed_db",
-        "wraps": {"callable": "db:get_db", "site": get_db},
+        "alias": {"ref": "routers.timed_db", "wraps": "db:get_db", "wraps_site": get_db},
         "override": None,
         "dependencies": [],
     }
@@ -1007,9 +1004,11 @@ def test_route_using_a_wrapper_without_any_override(
     wrapper = f"timing.py:{line(project / 'timing.py', '@functools.wraps')}"
     flagged = [row for row in out.splitlines() if row.lstrip().startswith("!")]
     # timed(get_db) is created inline in Depends(...): no global holds it, so it keeps
-    # the name it carries, with its own site.
+    # the name it carries, with its own site and what it wraps.
+    inline = f"db:get_db (defined at {wrapper}, wraps db:get_db at {get_db})"
+    assert f"      session: {inline}" in out.splitlines()
     assert flagged == [
-        f"      ! session: db:get_db looks like db:get_db ({get_db}), used by "
+        f"      ! session: {inline} looks like db:get_db ({get_db}), used by "
         "GET /shop/items (db), GET /shop/orders (db): "
         f"db:get_db ({wrapper}) wraps db:get_db ({get_db}) (functools.wraps); "
         "an override keyed on one does not reach the other"
@@ -1065,7 +1064,10 @@ def test_reloaded_dependency_used_by_one_route(
     assert status == 1
     site = f"db.py:{line(project / 'db.py', 'def get_db')}"
     legacy = document["app"]["routes"][0]
-    assert (legacy["path"], legacy["dependencies"][0]["ref"]) == ("/v1/legacy", "legacy.get_db")
+    assert (legacy["path"], legacy["dependencies"][0]["alias"]) == (
+        "/v1/legacy",
+        {"ref": "legacy.get_db", "wraps": None, "wraps_site": None},
+    )
     reason = (
         "same module and qualname (db:get_db), defined again in the same module "
         "(importlib.reload does that)"

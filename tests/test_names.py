@@ -185,12 +185,10 @@ NAME_FIELDS = (
     "name",
     "original",
     "original_site",
-    "original_ref",
-    "original_wraps",
+    "original_alias",
     "resolved",
     "resolved_site",
-    "resolved_ref",
-    "resolved_wraps",
+    "resolved_alias",
     "overridden",
 )
 
@@ -207,17 +205,15 @@ def check_wraps_wrapper(run: pytest.RunResult, pytester: pytest.Pytester) -> Non
     wrapper_site = f"app/timing.py:{line(timing, '@functools.wraps')}"
     get_db_site = f"app/deps.py:{line(deps, 'def get_db')}"
     [node] = requests(pytester.path / "trace.jsonl")["/wrapped"]["dependencies"]
-    wraps = {"callable": "app.deps:get_db", "site": get_db_site}
+    alias = {"ref": "app.main.timed_db", "wraps": "app.deps:get_db", "wraps_site": get_db_site}
     assert names(node) == {
         "name": "db",
         "original": "app.deps:get_db",
         "original_site": wrapper_site,
-        "original_ref": "app.main.timed_db",
-        "original_wraps": wraps,
+        "original_alias": alias,
         "resolved": "app.deps:get_db",
         "resolved_site": wrapper_site,
-        "resolved_ref": "app.main.timed_db",
-        "resolved_wraps": wraps,
+        "resolved_alias": alias,
         "overridden": False,
     }
     named = f"app.main.timed_db (defined at {wrapper_site}, wraps app.deps:get_db at {get_db_site})"
@@ -238,17 +234,15 @@ def check_contextlib_decorator(run: pytest.RunResult, pytester: pytest.Pytester)
     deps = pytester.path / "app/deps.py"
     site = f"app/deps.py:{line(deps, '@traced()')}"  # a decorated def starts at its decorator
     [node] = requests(pytester.path / "trace.jsonl")["/decorated"]["dependencies"]
-    wraps = {"callable": "app.deps:get_engine", "site": site}
+    # Its own name finds it (the decorator was applied in place): no alias needed.
     assert names(node) == {
         "name": "engine",
         "original": "app.deps:get_engine",
         "original_site": site,
-        "original_ref": "app.deps.get_engine",
-        "original_wraps": wraps,
+        "original_alias": None,
         "resolved": "app.deps:get_engine",
         "resolved_site": site,
-        "resolved_ref": "app.deps.get_engine",
-        "resolved_wraps": wraps,
+        "resolved_alias": None,
         "overridden": False,
     }
     run.stdout.fnmatch_lines(["*via        engine=app.deps:get_engine (not overridden)"])
@@ -304,13 +298,17 @@ def node(**fields: Any) -> dict[str, Any]:
         "overridden": False,
         "original": "app.deps:get_db",
         "original_site": "app/deps.py:9",
-        "original_ref": "app.deps.get_db",
-        "original_wraps": None,
+        "original_alias": None,
     }
     base.update(fields)
-    for key in ("", "_site", "_ref", "_wraps"):
+    for key in ("", "_site", "_alias"):
         base.setdefault(f"resolved{key}", base[f"original{key}"])
     return base
+
+
+def alias(ref: str | None, wraps: str | None = None, site: str | None = None) -> dict[str, Any]:
+    """An ``*_alias`` value."""
+    return {"ref": ref, "wraps": wraps, "wraps_site": site}
 
 
 def test_labels_of_each_kind_of_callable() -> None:
@@ -318,42 +316,43 @@ def test_labels_of_each_kind_of_callable() -> None:
     are named by the global holding them with what tells them apart."""
     from depstrace._names import callable_label, node_label
 
-    wrapper = {"callable": "app.deps:get_db", "site": "app/deps.py:9"}
+    wrapper = alias("app.main.timed_db", "app.deps:get_db", "app/deps.py:9")
     cases = {
         "plain": node(),
-        "unknown ref": node(original_ref=None),
-        "wrapper": node(
-            original_site="app/timing.py:5",
-            original_ref="app.main.timed_db",
-            original_wraps=wrapper,
+        "wrapper": node(original_site="app/timing.py:5", original_alias=wrapper),
+        "inline wrapper": node(
+            original_site="app/timing.py:5", original_alias=wrapper | {"ref": None}
         ),
-        "partial": node(original_ref="app.deps.read_only_db", original_wraps=wrapper),
+        "partial": node(
+            original_alias=alias("app.deps.read_only_db", "app.deps:get_db", "app/deps.py:9")
+        ),
         "instance": node(
             original="app.auth:Checker()",
             original_site="app/auth.py:3",
-            original_ref="app.main.checker",
+            original_alias=alias("app.main.checker"),
         ),
-        "reloaded": node(original_ref="app.main.get_db"),
+        "instance held nowhere": node(original="app.auth:Checker()", original_alias=alias(None)),
+        "reloaded": node(original_alias=alias("app.main.get_db")),
     }
     assert {case: node_label(n) for case, n in cases.items()} == {
         "plain": "db=app.deps:get_db (not overridden)",
-        "unknown ref": "db=app.deps:get_db (not overridden)",
         "wrapper": "db=app.main.timed_db (defined at app/timing.py:5, wraps app.deps:get_db at "
         "app/deps.py:9; not overridden)",
+        "inline wrapper": "db=app.deps:get_db (defined at app/timing.py:5, wraps app.deps:get_db "
+        "at app/deps.py:9; not overridden)",
         "partial": "db=app.deps.read_only_db (wraps app.deps:get_db at app/deps.py:9; "
         "not overridden)",
         "instance": "db=app.main.checker (app.auth:Checker() at app/auth.py:3; not overridden)",
+        "instance held nowhere": "db=app.auth:Checker() (not overridden)",
         "reloaded": "db=app.main.get_db (app.deps:get_db at app/deps.py:9; not overridden)",
     }
     overridden = node(
         overridden=True,
         original_site="app/timing.py:5",
-        original_ref="app.main.timed_db",
-        original_wraps=wrapper,
+        original_alias=wrapper,
         resolved="conftest:fake_db",
         resolved_site="conftest.py:4",
-        resolved_ref="conftest.fake_db",
-        resolved_wraps=None,
+        resolved_alias=None,
     )
     assert node_label(overridden) == (
         "db=conftest:fake_db (override of app.main.timed_db (defined at app/timing.py:5, "
