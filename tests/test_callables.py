@@ -36,6 +36,11 @@ def session_scope():
     yield "session"
 
 
+@contextlib.asynccontextmanager
+async def connection():
+    yield "connection"
+
+
 @contextlib.contextmanager
 def traced():
     yield
@@ -216,6 +221,7 @@ def test_decorator_applied_in_place_keeps_its_name(modules: dict[str, ModuleType
     ("attribute", "definition", "kind"),
     [
         ("session_scope", "def session_scope", "generator"),  # contextmanager's helper
+        ("connection", "async def connection", "async_generator"),  # asynccontextmanager's
         ("get_engine", "def get_engine", "sync"),  # ContextDecorator's inner
         ("get_client", "async def get_client", "async"),  # AsyncContextDecorator's inner
         ("get_settings", "def get_settings", "sync"),  # functools.lru_cache (no code at all)
