@@ -291,7 +291,13 @@ class _Doctor:
         from fastapi.routing import APIRoute
         from starlette.routing import Mount
 
-        for context in included.effective_route_contexts():
+        try:  # private FastAPI API: if it changes, say what was not examined
+            contexts = list(included.effective_route_contexts())
+        except Exception:
+            kind = type(included)
+            scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
+            return
+        for context in contexts:
             original = getattr(context, "original_route", None)
             copy = getattr(context, "starlette_route", None)
             if isinstance(original, APIRoute):
