@@ -171,7 +171,9 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Ru
     monkeypatch.setenv("DEPSTRACE", "1")
     monkeypatch.setenv("DEPSTRACE_FILE", str(pytester.path / "trace.jsonl"))
     monkeypatch.delenv("DEPSTRACE_TEST_DB", raising=False)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per fact, as the checks below read them
+    # -v: the per-request paragraphs, where each request's chain has its own line.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=3)
     return result
 
