@@ -25,7 +25,7 @@ ENV_VAR = "DEPSTRACE_TEST_DB"
 
 _DEFAULT_DESCRIPTION = (
     'default rule (a word of the database name starts with "test", as in shop_test or '
-    "testdb; SQLite in memory or in pytest's temporary directories)"
+    "testdb; SQLite in memory or in a test run's temporary directories)"
 )
 _HOW_TO = "write re:<python regex> or an fnmatch glob such as *test*"
 _ACCEPTED = (

@@ -22,7 +22,7 @@ from depstrace._testdb import TestDatabaseRule, name_words
 
 DEFAULT = (
     'default rule (a word of the database name starts with "test", as in shop_test or '
-    "testdb; SQLite in memory or in pytest's temporary directories)"
+    "testdb; SQLite in memory or in a test run's temporary directories)"
 )
 HOW_TO = "write re:<python regex> or an fnmatch glob such as *test*"
 ACCEPTED = (
