@@ -68,9 +68,9 @@ def run_suite(
     *,
     count: int,
     traced: bool,
-) -> tuple[pytest.RunResult, list[tuple[str, str | None, str | None]]]:
+) -> tuple[pytest.RunResult, list[tuple[str, str | None, str | None, str]]]:
     """Run the suite on ``url`` in a subprocess; return the result and the findings
-    (code, test, path) of its trace (none when not traced)."""
+    (code, test, path, message) of its trace (none when not traced)."""
     monkeypatch.setenv("LOOP_DB_URL", url)
     for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
         monkeypatch.delenv(name, raising=False)
@@ -81,12 +81,15 @@ def run_suite(
     trace = pytester.path / ".depstrace" / "trace.jsonl"
     trace.unlink(missing_ok=True)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    findings: list[tuple[str, str | None, str | None]] = []
+    findings: list[tuple[str, str | None, str | None, str]] = []
     for record in read_records(trace) if traced else []:
         if record["type"] == "request":
-            findings += [(f["code"], record["test"], record["path"]) for f in record["findings"]]
+            findings += [
+                (f["code"], record["test"], record["path"], f["message"])
+                for f in record["findings"]
+            ]
         elif record["type"] == "finding":
-            findings.append((record["code"], record.get("test"), None))
+            findings.append((record["code"], record.get("test"), None, record["message"]))
     return result, findings
 
 
@@ -131,10 +134,16 @@ def test_loop_bound_driver_fails_for_real_and_is_flagged(
     traced, findings = run_suite(pytester, monkeypatch, url, count=2, traced=True)
     traced.assert_outcomes(passed=1, failed=1)
     assert DRIVER_FAILURE.search(traced.stdout.str())
-    assert findings == [("LOOP_MISMATCH", "test_loops.py::test_one[1]", "/one")]
-    traced.stdout.fnmatch_lines(
-        [f"*LOOP_MISMATCH  GET /one: engine e1 (*): a pooled {driver} connection created on *"]
-    )
+    assert [f[:3] for f in findings] == [("LOOP_MISMATCH", "test_loops.py::test_one[1]", "/one")]
+    assert re.fullmatch(
+        rf"GET /one: engine e1 \({re.escape(url)}, created at app.py:8 during import\): a "
+        rf"pooled {driver} connection created on event loop \w+@[0-9a-f]+ was checked out "
+        r"on event loop \w+@[0-9a-f]+\. That driver binds a connection to the loop that "
+        "opened it; expect 'attached to a different loop', 'another operation is in "
+        "progress' or 'Event loop is closed'",
+        findings[0][3],
+    ), findings[0][3]
+    assert "LOOP_MISMATCH" in traced.stdout.str()  # the account names it
 
 
 @pytest.mark.parametrize(

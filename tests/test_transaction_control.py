@@ -247,9 +247,9 @@ def test_commit_next_to_real_production_access_still_counts(
             "test_prod.py::test_seeded",
             "setup",
             f"2 statements ran on {prod_url} (engine e1, created at app.py:9 during import) "
-            "outside any request, during the setup phase of test_prod.py::test_seeded: a "
-            "fixture, the app's lifespan/startup or a thread used a non-test database "
-            "directly. Reached from test_prod.py:12 in test_prod:seeded(), through "
+            "outside any request, during the setup of function-scoped fixture 'seeded' "
+            "(test_prod.py:8) for test_prod.py::test_seeded: that fixture used a non-test "
+            "database directly. Reached from test_prod.py:12 in test_prod:seeded(), through "
             "module-level test_prod.prod.",
         )
     ]
