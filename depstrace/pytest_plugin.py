@@ -136,13 +136,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_fixture_setup(
     fixturedef: Any, request: pytest.FixtureRequest
 ) -> Generator[None, Any, None]:
-    """Attribute overrides a fixture registers to that fixture's scope."""
+    """Attribute overrides a fixture writes, in its setup and its teardown, to its scope."""
     state = request.config.stash.get(_state_key, None)
     if state is None:
         yield
         return
+    from depstrace._failopen import report_internal_error
+
+    ledger = state.session.ledger
     _snapshot(state)
-    yield
+    try:
+        ledger.fixture_started(fixturedef.func, fixturedef.scope)
+    except Exception:
+        report_internal_error("override ledger (fixture)")
+    try:
+        yield
+    finally:
+        ledger.fixture_finished()
     _snapshot(state, fixturedef.scope)
 
 

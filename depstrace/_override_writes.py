@@ -1,0 +1,231 @@
+"""Every write to ``app.dependency_overrides``, seen when it happens.
+
+FastAPI reads ``provider.dependency_overrides.get(call, call)`` for every
+``Depends`` of every request, so reads must stay C-speed; writes are rare.  Two
+pieces make writes visible and leave reads alone:
+
+- :class:`TrackedOverrides`, a ``dict`` subclass whose *mutators* (item
+  assignment, ``del``, ``update``, ``pop``, ``popitem``, ``clear``,
+  ``setdefault``, ``|=``) do the plain ``dict`` operation and then tell the
+  ledger what changed; ``get``, ``[]`` and ``in`` are ``dict``'s own;
+- a descriptor on the ``FastAPI`` class that defines ``__set__`` and
+  ``__delete__`` but no ``__get__``: CPython's attribute lookup only lets a
+  data descriptor *with* ``__get__`` win over the instance ``__dict__``, so
+  reads still come straight from the instance, while
+  ``app.dependency_overrides = {...}`` passes through ``__set__``, which reports
+  the reassignment and stores a :class:`TrackedOverrides`.
+
+A dict is only replaced by a tracked copy when nothing else can see it: a
+fresh ``{...}``, ``.copy()`` or call result (decided by its reference count,
+calibrated at install on this interpreter, and by the assigning frame's
+locals).  A dict that another name holds (``overrides = {}; app.dependency_overrides
+= overrides; overrides[k] = v``) is stored as it is, so its writes still reach
+the app; the ledger's snapshots then see what changed in it.  After
+:func:`uninstall` every tracked dict behaves as a plain one.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from depstrace._failopen import report_internal_error
+
+if TYPE_CHECKING:
+    from depstrace._patching import PatchRegistry
+
+NAME = "dependency_overrides"
+
+# Told (app, [(key, value or REMOVED), ...]) after each write that changed anything.
+Sink = Callable[[Any, list[tuple[Any, Any]]], None]
+REMOVED: Any = object()
+
+_sink: Sink | None = None
+_fresh_refs = 0  # what sys.getrefcount(value) reads inside __set__ for a fresh {...}
+_sole_refs = 0  # what _refs_in reads for a dict that only an instance __dict__ holds
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _changes(before: dict[Any, Any], after: dict[Any, Any]) -> list[tuple[Any, Any]]:
+    """What turned ``before`` into ``after``: new or replaced values, removed keys."""
+    changes = [(k, v) for k, v in after.items() if k not in before or before[k] is not v]
+    changes += [(k, REMOVED) for k in before if k not in after]
+    return changes
+
+
+def _tell(owners: tuple[weakref.ref[Any], ...], before: dict[Any, Any], after: Any) -> None:
+    sink = _sink
+    if sink is None:
+        return
+    try:
+        changes = _changes(before, dict(after) if isinstance(after, dict) else {})
+        if not changes:
+            return
+        for owner in owners:
+            app = owner()
+            if app is not None:
+                sink(app, changes)
+    except Exception:
+        report_internal_error("override write tracking")
+
+
+def _tracked(method: F) -> F:
+    """``method`` (a ``dict`` mutator), then the ledger told what changed, even when it raised."""
+
+    @functools.wraps(method)
+    def mutator(self: TrackedOverrides, *args: Any, **kwargs: Any) -> Any:
+        if _sink is None:  # uninstrumented: a plain dict
+            return method(self, *args, **kwargs)
+        before = dict(self)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _tell(self._owners, before, self)
+
+    return mutator  # type: ignore[return-value]
+
+
+class TrackedOverrides(dict[Any, Any]):
+    """``app.dependency_overrides`` that tells the override ledger about every write.
+
+    Equal to, and usable as, the plain dict it replaced; copies
+    (``.copy()``, ``dict(...)``, ``copy.copy``, pickling) are plain dicts.
+    """
+
+    __slots__ = ("_owners",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self, *args, **kwargs)  # dict's own signature: type(d)() still works
+        self._owners: tuple[weakref.ref[Any], ...] = ()
+
+    @classmethod
+    def of(cls, items: dict[Any, Any], app: Any) -> TrackedOverrides:
+        """A tracked copy of ``items`` whose writes are ``app``'s."""
+        tracked = cls(items)
+        tracked._owners = (weakref.ref(app),)
+        return tracked
+
+    __setitem__ = _tracked(dict.__setitem__)
+    __delitem__ = _tracked(dict.__delitem__)
+    __ior__ = _tracked(dict.__ior__)
+    update = _tracked(dict.update)
+    pop = _tracked(dict.pop)
+    popitem = _tracked(dict.popitem)
+    clear = _tracked(dict.clear)
+    setdefault = _tracked(dict.setdefault)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+    def add_owner(self, app: Any) -> None:
+        """A second app holds this dict (``b.dependency_overrides = a.dependency_overrides``)."""
+        if not any(ref() is app for ref in self._owners):
+            self._owners = (*self._owners, weakref.ref(app))
+
+    def drop_owner(self, app: Any) -> None:
+        """``app`` holds another dict now: its writes are no longer this dict's."""
+        self._owners = tuple(ref for ref in self._owners if ref() not in (app, None))
+
+
+class _OverridesAttribute:
+    """``FastAPI.dependency_overrides``: sees reassignment, leaves reads to the instance."""
+
+    def __init__(self, *, calibrating: bool = False) -> None:
+        self.calibrating = calibrating
+        self.seen_refs = 0
+
+    def __set__(self, app: Any, value: Any) -> None:
+        refs = sys.getrefcount(value)  # first: anything below may add references
+        if self.calibrating:
+            self.seen_refs = refs
+            return
+        state = app.__dict__
+        old = state.get(NAME)
+        stored = value
+        try:
+            stored = _to_store(app, value, old, refs, sys._getframe(1))
+        except Exception:
+            report_internal_error("override write tracking (reassignment)")
+        state[NAME] = stored
+        # Tracked or not, the app now holds another dict: say what that changed for it.
+        _tell((weakref.ref(app),), old if isinstance(old, dict) else {}, stored)
+
+    def __delete__(self, app: Any) -> None:
+        state = app.__dict__
+        if NAME not in state:
+            raise AttributeError(NAME)
+        old = state.pop(NAME)
+        if isinstance(old, TrackedOverrides):
+            old.drop_owner(app)
+        if isinstance(old, dict):
+            _tell((weakref.ref(app),), old, {})
+
+
+def _to_store(app: Any, value: Any, old: Any, refs: int, caller: Any) -> Any:
+    """The object ``app.dependency_overrides = value`` stores: a tracked dict when safe."""
+    if isinstance(old, TrackedOverrides) and old is not value:
+        old.drop_owner(app)
+    if isinstance(value, TrackedOverrides):  # ``|=``, a restore, or another app's dict
+        value.add_owner(app)
+        return value
+    if _sink is None or type(value) is not dict or refs > _fresh_refs:
+        return value
+    # Python 3.14 borrows a local's reference on the stack instead of counting it:
+    # a dict named by a local of the assigning frame reads as fresh, so look there.
+    if any(local is value for local in caller.f_locals.values()):
+        return value
+    return TrackedOverrides.of(value, app)
+
+
+def _refs_in(state: dict[str, Any]) -> int:
+    """``sys.getrefcount`` of ``state[NAME]`` as read here (calibrated on a probe)."""
+    value = state[NAME]
+    return sys.getrefcount(value)
+
+
+def adopt(app: Any) -> bool:
+    """Track the overrides of an app created before instrumentation; False if not safe."""
+    state = getattr(app, "__dict__", None)
+    if _sink is None or not isinstance(state, dict) or type(state.get(NAME)) is not dict:
+        return False
+    if _refs_in(state) > _sole_refs:  # someone else holds it: replacing it would split them
+        return False
+    state[NAME] = TrackedOverrides.of(state[NAME], app)
+    return True
+
+
+class _Probe:
+    dependency_overrides = _OverridesAttribute(calibrating=True)
+
+
+def _calibrate() -> None:
+    """Measure this interpreter's reference counts for dicts nobody else holds."""
+    global _fresh_refs, _sole_refs
+    probe = _Probe()
+    probe.dependency_overrides = {}
+    _fresh_refs = _Probe.dependency_overrides.seen_refs
+    _sole_refs = _refs_in({NAME: {}})
+
+
+def install(patches: PatchRegistry, owner: type, sink: Sink, apps: list[Any]) -> None:
+    """Put the descriptor on ``owner`` (the FastAPI class), start telling ``sink``,
+    and track the overrides of the ``apps`` already known."""
+    global _sink
+    _calibrate()
+    patches.add(owner, NAME, _OverridesAttribute())
+    _sink = sink
+    for app in apps:
+        try:
+            adopt(app)
+        except Exception:
+            report_internal_error("override write tracking (adopt)")
+
+
+def uninstall() -> None:
+    """Stop telling anyone: tracked dicts left on apps act as plain dicts."""
+    global _sink
+    _sink = None
