@@ -171,13 +171,14 @@ class OverrideLedger:
 
     # -- snapshots (the fallback; pytest plugin) ------------------------------------
 
-    def snapshot(self, scope: str) -> None:
+    def snapshot(self, scope: str, test: str | None = None) -> None:
         """Compare every known app's overrides with the ledger: entries no write
-        explained get ``scope`` and the running test, vanished ones are removed.
+        explained get ``scope`` and ``test`` (default: the running test), vanished
+        ones are removed.
 
         Also starts tracking the overrides of apps created before instrumentation.
         """
-        running = test_phase().nodeid
+        running = test if test is not None else test_phase().nodeid
         seen: set[Slot] = set()
         with self._lock:
             for app in tracked_apps():
@@ -198,7 +199,7 @@ class OverrideLedger:
 
     def test_finished(self, nodeid: str) -> None:
         """After teardown: what the test's body or function fixtures left registered leaked."""
-        self.snapshot("function")
+        self.snapshot("function", nodeid)
         with self._lock:
             for entry in self._entries.values():
                 if not entry.removed and entry.test == nodeid and entry.scope not in _LASTING:
@@ -235,11 +236,12 @@ class OverrideLedger:
         self, record: Any, ident: str, node: Any, call: Any, overrides: dict[Any, Any]
     ) -> list[Finding]:
         slot = (ident, id(call))
+        value = overrides.get(call)
         with self._lock:
             entry = self._live(slot, call)
-            if entry is None:  # written where neither tracking nor a snapshot could see it
+            if entry is None or entry.value is not value:
+                # Written where neither tracking nor a snapshot could see it yet.
                 running = test_phase().nodeid
-                value = overrides.get(call)
                 self._set(ident, call, value, test=running, scope="function", site=None)
                 entry = self._entries[slot]
             entry.consulted += 1

@@ -115,12 +115,13 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
         state.session.test_finished(item.nodeid, item.stash.get(_outcome_key, "passed"))
 
 
-def _snapshot(state: _PluginState, scope: str = "function") -> None:
-    """Let the override ledger compare every app's overrides with what it knows."""
+def _snapshot(state: _PluginState, scope: str = "function", test: str | None = None) -> None:
+    """Let the override ledger compare every app's overrides with what it knows
+    (a fallback: writes reach the ledger when they happen)."""
     from depstrace._failopen import report_internal_error
 
     try:
-        state.session.ledger.snapshot(scope)
+        state.session.ledger.snapshot(scope, test)
     except Exception:
         report_internal_error("override snapshot")
 
@@ -180,10 +181,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     """Attribute what the test body runs (and the overrides it sets) to the test."""
     state = item.config.stash.get(_state_key, None)
     if state is not None:
-        _snapshot(state)
+        _snapshot(state, test=item.nodeid)
     yield from _phase(item.config, item.nodeid, "call")
     if state is not None:
-        _snapshot(state)
+        _snapshot(state, test=item.nodeid)
 
 
 @pytest.hookimpl(hookwrapper=True)
