@@ -12,8 +12,8 @@ the user code that made it and the *scope* that made it:
 - ``session`` outside any test (a ``pytest_configure`` hook), else
   ``function``: a test body, or ``monkeypatch``'s undo.
 
-A write that puts back the very value an entry of a lasting scope (or of the
-running test) had revives that entry, so ``monkeypatch.setitem`` over an
+A write that puts back, within the test that removed or replaced it, the very
+value an entry had revives that entry, so ``monkeypatch.setitem`` over an
 import-time override and its undo leave the import-time entry in place.
 Snapshots around fixture setup and test phases remain as a fallback for
 writes the tracking cannot see (a dict someone else also holds, a C-level
@@ -78,6 +78,7 @@ class OverrideEntry:
     site: str | None = None  # "file:line" of the write (None: only a snapshot saw it)
     consulted: int = 0
     removed: bool = False
+    removed_in: str | None = None  # the test running when it was removed or replaced
     leaked_from: str | None = None  # the test that ended with it still registered
     requests: set[str] = field(default_factory=set)  # ids of requests it served
 
@@ -119,7 +120,7 @@ class OverrideLedger:
                 if value is REMOVED:
                     live = self._live((ident, id(key)), key)
                     if live is not None:
-                        live.removed = True
+                        live.removed, live.removed_in = True, running
                 else:
                     self._set(ident, key, value, test=running, scope=scope, site=call.site)
 
@@ -150,16 +151,13 @@ class OverrideLedger:
         if live is not None:
             if live.value is value:
                 return
-            live.removed = True
-        # Putting back what a lasting entry (or one of this test) held restores that
-        # entry: monkeypatch's undo, or `app.dependency_overrides = saved`.
+            live.removed, live.removed_in = True, test
+        # Putting back, within the test that removed or replaced it, the value an entry
+        # had restores that entry (its scope and site): monkeypatch's undo, or
+        # `app.dependency_overrides = saved`.  Setting it again in a later test is new.
         for past in reversed(self._past.get(slot, ())):
-            if (
-                past.key is key
-                and past.value is value
-                and (past.scope in _LASTING or past.test == test)
-            ):
-                past.removed = False
+            if past.key is key and past.value is value and past.removed_in == test:
+                past.removed, past.removed_in = False, None
                 self._entries[slot] = past
                 return
         origin = app_origin(ident)
@@ -195,7 +193,7 @@ class OverrideLedger:
                         self._set(ident, key, value, test=running, scope=scope, site=None)
             for slot, entry in self._entries.items():
                 if slot not in seen and not entry.removed:
-                    entry.removed = True
+                    entry.removed, entry.removed_in = True, running
 
     def test_finished(self, nodeid: str) -> None:
         """After teardown: what the test's body or function fixtures left registered leaked."""
