@@ -83,9 +83,9 @@ class OverrideEntry:
     requests: set[str] = field(default_factory=set)  # ids of requests it served
 
 
-def set_at(entry: OverrideEntry | None) -> str:
-    """`` (set at file:line)`` for a message, or nothing when the site is unknown."""
-    return f" (set at {entry.site})" if entry is not None and entry.site else ""
+def set_at(entry: OverrideEntry | None, words: str) -> str:
+    """``words`` with ``{site}`` filled in for a message, or nothing when the site is unknown."""
+    return words.format(site=entry.site) if entry is not None and entry.site else ""
 
 
 class OverrideLedger:
@@ -293,10 +293,10 @@ class OverrideLedger:
                         message=(
                             f"{where}: dependency {node.label!r} ran the original "
                             f"{call_info.qualname} ({call_info.site or 'site unknown'}) although "
-                            f"app {title_of(ident)!r} [{ident}] has an override keyed on "
-                            f"{key_info.qualname} ({key_info.site or 'site unknown'})"
-                            f"{set_at(entry)}, another object: {reason}. FastAPI matches "
-                            "override keys by identity"
+                            f"app {title_of(ident)!r} [{ident}] has an override"
+                            f"{set_at(entry, ', set at {site},')} keyed on "
+                            f"{key_info.qualname} ({key_info.site or 'site unknown'}), another "
+                            f"object: {reason}. FastAPI matches override keys by identity"
                         ),
                         hint=(
                             "Use the exact object the route passes to Depends() as the key: "
@@ -349,7 +349,8 @@ class OverrideLedger:
                             f"unreplaced: app {served} served the request and consulted its "
                             f"own dependency_overrides, but the override "
                             f"{describe(overrides[call]).qualname} is registered on "
-                            f"{title_of(other)!r} [{other}], {relation}{set_at(entry)}"
+                            f"{title_of(other)!r} [{other}], {relation}"
+                            f"{set_at(entry, '; the override was set at {site}')}"
                         ),
                         hint=(
                             f"Register the override on the app that serves the route "
@@ -434,7 +435,7 @@ def _sites_of(entries: list[OverrideEntry]) -> str:
 
 def _overrides_of(app: Any) -> dict[Any, Any] | None:
     """The app's ``dependency_overrides`` when it is a dict (an app may have none)."""
-    overrides = getattr(app, "__dict__", {}).get(_override_writes.NAME)
+    overrides = getattr(app, _override_writes.NAME, None)
     return overrides if isinstance(overrides, dict) else None
 
 

@@ -307,3 +307,73 @@ override = register_fixture(app)
         "test_overrider",
         "test_nothing_left",
     ]
+
+
+def test_not_visible_and_identity_mismatch_say_where_the_override_was_set(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An override on a mount parent and one keyed on a functools.wraps copy each
+    name the fixture line that set them."""
+    admin = """
+        from fastapi import Depends, FastAPI
+        from app import app, get_db
+
+        admin = FastAPI(title="admin")
+
+        @admin.get("/stats")
+        def stats(db: str = Depends(get_db)) -> str:
+            return db
+
+        app.mount("/admin", admin)
+    """
+    conftest = """
+        import functools
+        import pytest
+        from fastapi.testclient import TestClient
+        import admin
+        from app import app, get_db, get_settings
+
+        @functools.wraps(get_settings)
+        def settings_copy():
+            return "copy"
+
+        @pytest.fixture
+        def client():
+            app.dependency_overrides[get_db] = lambda: "test"
+            app.dependency_overrides[settings_copy] = lambda: "maintenance"
+            yield TestClient(app)
+            app.dependency_overrides.clear()
+    """
+    tests = """
+        def test_admin(client):
+            assert client.get("/admin/stats").json() == "prod"
+
+        def test_items(client):
+            assert client.get("/items").json() == "test/live"
+    """
+    result, records = run(pytester, monkeypatch, admin=admin, conftest=conftest, test_app=tests)
+    result.assert_outcomes(passed=2)
+    assert findings(records) == [
+        ("OVERRIDE_NOT_VISIBLE", "test_app.py::test_admin", "/admin/stats"),
+        ("OVERRIDE_IDENTITY_MISMATCH", "test_app.py::test_items", "/items"),
+        ("OVERRIDE_UNUSED", "test_app.py::test_admin", None),
+    ]
+    assert messages(records, "OVERRIDE_NOT_VISIBLE") == [
+        "GET /admin/stats: dependency 'db' (app:get_db) ran unreplaced: app 'admin' [app2] "
+        "served the request and consulted its own dependency_overrides, but the override "
+        "conftest:client.<locals>.<lambda> is registered on 'shop' [app1], the parent app it "
+        "is mounted in; the override was set at conftest.py:13"
+    ]
+    assert messages(records, "OVERRIDE_IDENTITY_MISMATCH") == [
+        "GET /items: dependency 'settings' ran the original app:get_settings (app.py:6) "
+        "although app 'shop' [app1] has an override, set at conftest.py:14, keyed on "
+        "app:get_settings (conftest.py:7), another object: app:get_settings (conftest.py:7) "
+        "wraps app:get_settings (app.py:6) (functools.wraps). FastAPI matches override keys "
+        "by identity"
+    ]
+    assert messages(records, "OVERRIDE_UNUSED") == [
+        "the override app:get_settings -> conftest:client.<locals>.<lambda> on app 'shop' "
+        "[app1] set at conftest.py:14 (key defined at conftest.py:7) was never consulted by "
+        "any request of the run, although that app served requests: no route depends on "
+        "that exact object"
+    ]
