@@ -1,19 +1,22 @@
 """Every write to ``app.dependency_overrides``, seen when it happens.
 
 FastAPI reads ``provider.dependency_overrides.get(call, call)`` for every
-``Depends`` of every request, so reads must stay C-speed; writes are rare.  Two
+``Depends`` of every request, so reads must stay C code; writes are rare.  Two
 pieces make writes visible and leave reads alone:
 
 - :class:`TrackedOverrides`, a ``dict`` subclass whose *mutators* (item
   assignment, ``del``, ``update``, ``pop``, ``popitem``, ``clear``,
   ``setdefault``, ``|=``) do the plain ``dict`` operation and then tell the
-  ledger what changed; ``get``, ``[]`` and ``in`` are ``dict``'s own;
-- a descriptor on the ``FastAPI`` class that defines ``__set__`` and
-  ``__delete__`` but no ``__get__``: CPython's attribute lookup only lets a
-  data descriptor *with* ``__get__`` win over the instance ``__dict__``, so
-  reads still come straight from the instance, while
-  ``app.dependency_overrides = {...}`` passes through ``__set__``, which reports
-  the reassignment and stores a :class:`TrackedOverrides`.
+  ledger what changed; ``get``, ``[]`` and ``in`` are ``dict``'s own C methods
+  (a subclass only forgoes CPython's exact-``dict`` fast paths: about 10-20 ns
+  per lookup, measured on 3.11 and 3.13);
+- ``__setattr__`` / ``__delattr__`` on the ``FastAPI`` class, which see
+  ``app.dependency_overrides = {...}`` (and ``del``), report what it changed
+  and store a :class:`TrackedOverrides`.  Attribute *reads* never pass through
+  them: CPython keeps specialising ``app.dependency_overrides`` as a plain
+  instance attribute load.  (A data descriptor on the class, even one with
+  only ``__set__``, would stop that: the read measured 18-35 ns slower on
+  Python 3.11 and 3.13, none on 3.10.)
 
 A dict is only replaced by a tracked copy when nothing else can see it: a
 fresh ``{...}``, ``.copy()`` or call result (decided by its reference count,
@@ -131,38 +134,42 @@ class TrackedOverrides(dict[Any, Any]):
         self._owners = tuple(ref for ref in self._owners if ref() not in (app, None))
 
 
-class _OverridesAttribute:
-    """``FastAPI.dependency_overrides``: sees reassignment, leaves reads to the instance."""
+def _tracking_setattr(original: Callable[[Any, str, Any], None]) -> Callable[..., None]:
+    """``FastAPI.__setattr__``: ``original`` for every attribute, reported for ours."""
 
-    def __init__(self, *, calibrating: bool = False) -> None:
-        self.calibrating = calibrating
-        self.seen_refs = 0
-
-    def __set__(self, app: Any, value: Any) -> None:
-        refs = sys.getrefcount(value)  # first: anything below may add references
-        if self.calibrating:
-            self.seen_refs = refs
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if name != NAME:
+            original(self, name, value)
             return
-        state = app.__dict__
-        old = state.get(NAME)
+        refs = sys.getrefcount(value)  # first: anything below may add references
+        if type(self) is _Probe:
+            _Probe.seen_refs = refs
+            return
+        old = getattr(self, NAME, None)
         stored = value
         try:
-            stored = _to_store(app, value, old, refs, sys._getframe(1))
+            stored = _to_store(self, value, old, refs, sys._getframe(1))
         except Exception:
             report_internal_error("override write tracking (reassignment)")
-        state[NAME] = stored
+        original(self, NAME, stored)
         # Tracked or not, the app now holds another dict: say what that changed for it.
-        _tell((weakref.ref(app),), old if isinstance(old, dict) else {}, stored)
+        _tell((weakref.ref(self),), old if isinstance(old, dict) else {}, stored)
 
-    def __delete__(self, app: Any) -> None:
-        state = app.__dict__
-        if NAME not in state:
-            raise AttributeError(NAME)
-        old = state.pop(NAME)
+    return __setattr__
+
+
+def _tracking_delattr(original: Callable[[Any, str], None]) -> Callable[..., None]:
+    """``FastAPI.__delattr__``: ``del app.dependency_overrides`` removes every key."""
+
+    def __delattr__(self: Any, name: str) -> None:
+        old = getattr(self, NAME, None) if name == NAME else None
+        original(self, name)
         if isinstance(old, TrackedOverrides):
-            old.drop_owner(app)
+            old.drop_owner(self)
         if isinstance(old, dict):
-            _tell((weakref.ref(app),), old, {})
+            _tell((weakref.ref(self),), old, {})
+
+    return __delattr__
 
 
 def _to_store(app: Any, value: Any, old: Any, refs: int, caller: Any) -> Any:
@@ -199,7 +206,10 @@ def adopt(app: Any) -> bool:
 
 
 class _Probe:
-    dependency_overrides = _OverridesAttribute(calibrating=True)
+    """Measures what ``__setattr__`` reads as the reference count of a fresh dict."""
+
+    seen_refs = 0
+    dependency_overrides: dict[Any, Any]  # annotation only: no class attribute
 
 
 def _calibrate() -> None:
@@ -207,16 +217,22 @@ def _calibrate() -> None:
     global _fresh_refs, _sole_refs
     probe = _Probe()
     probe.dependency_overrides = {}
-    _fresh_refs = _Probe.dependency_overrides.seen_refs
+    _fresh_refs = _Probe.seen_refs
     _sole_refs = _refs_in({NAME: {}})
 
 
 def install(patches: PatchRegistry, owner: type, sink: Sink, apps: list[Any]) -> None:
-    """Put the descriptor on ``owner`` (the FastAPI class), start telling ``sink``,
+    """Patch ``owner`` (the FastAPI class) to see reassignment, start telling ``sink``,
     and track the overrides of the ``apps`` already known."""
     global _sink
-    _calibrate()
-    patches.add(owner, NAME, _OverridesAttribute())
+    setattr_ = _tracking_setattr(owner.__setattr__)  # type: ignore[arg-type]
+    _Probe.__setattr__ = setattr_  # type: ignore[method-assign]
+    try:
+        _calibrate()
+    finally:
+        del _Probe.__setattr__
+    patches.patch(owner, "__setattr__", setattr_)
+    patches.patch(owner, "__delattr__", _tracking_delattr(owner.__delattr__))  # type: ignore[arg-type]
     _sink = sink
     for app in apps:
         try:

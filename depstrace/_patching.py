@@ -63,13 +63,6 @@ class PatchRegistry:
         self._undo.append(_AttributePatch(owner, name, original, replacement, had_own))
         return original
 
-    def add(self, owner: Any, name: str, value: Any) -> None:
-        """Set ``owner.name = value`` where ``owner`` has no such attribute; undo deletes it."""
-        if hasattr(owner, name):
-            raise ValueError(f"{owner!r} already has {name!r}")
-        setattr(owner, name, value)
-        self._undo.append(_AttributePatch(owner, name, None, value, had_own=False))
-
     def rebind_everywhere(self, original: Any, replacement: Any) -> int:
         """Rebind every module-level name that *is* ``original`` to ``replacement``.
 

@@ -67,15 +67,19 @@ def changes(seen: Writes, app: Any) -> list[list[tuple[Any, Any]]]:
 
 
 def test_reads_come_straight_from_the_instance_dict(writes: Writes) -> None:
-    """The class descriptor has no __get__, so reads are the instance's own dict and
-    the tracked dict's read methods are dict's own."""
-    descriptor = vars(FastAPI)["dependency_overrides"]
-    assert not hasattr(type(descriptor), "__get__")
+    """Only __setattr__/__delattr__ are patched (no class attribute that could slow
+    reads down), the attribute is the instance's own dict, and the tracked dict's read
+    methods are dict's own."""
+    assert "__setattr__" in vars(FastAPI)
+    assert "__delattr__" in vars(FastAPI)
+    assert "dependency_overrides" not in vars(FastAPI)
     app = FastAPI()
     assert app.dependency_overrides is vars(app)["dependency_overrides"]
     assert type(app.dependency_overrides) is TrackedOverrides
     for name in ("get", "__getitem__", "__contains__", "__iter__", "__len__", "items", "keys"):
         assert getattr(TrackedOverrides, name) is getattr(dict, name), name
+    app.title = "renamed"  # any other attribute is set as before
+    assert app.title == "renamed"
     assert writes == []  # FastAPI.__init__'s empty dict changed nothing
 
 
@@ -242,13 +246,15 @@ def test_a_failing_ledger_never_breaks_the_write(monkeypatch: pytest.MonkeyPatch
 
 
 def test_uninstrument_leaves_plain_working_dicts(tmp_path: Path) -> None:
-    """After uninstrument the descriptor is gone and tracked dicts are inert dicts."""
-    before = vars(FastAPI).get("dependency_overrides")
+    """After uninstrument FastAPI's own __setattr__ is back and tracked dicts are inert."""
+    before = (FastAPI.__setattr__, FastAPI.__delattr__)
     depstrace.instrument(trace_file=None)
     app = make_app()
     assert type(app.dependency_overrides) is TrackedOverrides
     depstrace.uninstrument()
-    assert vars(FastAPI).get("dependency_overrides") is before is None
+    assert (FastAPI.__setattr__, FastAPI.__delattr__) == before
+    assert before == (object.__setattr__, object.__delattr__)
+    assert "__setattr__" not in vars(FastAPI)
     assert _override_writes._sink is None
     app.dependency_overrides[get_db] = fake_db
     assert TestClient(app).get("/").json() == "fake"
