@@ -10,6 +10,7 @@ naming the line that set the override.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -250,33 +251,12 @@ def test_reassignment_update_clear_and_monkeypatch_are_writes(
     ]
 
 
-COMPAT = """
-import inspect
-
-import fastapi.dependencies.utils
-
-# fastapi-overrider 0.7.2 imports a helper newer FastAPI releases renamed.
-if not hasattr(fastapi.dependencies.utils, "is_coroutine_callable"):
-    fastapi.dependencies.utils.is_coroutine_callable = inspect.iscoroutinefunction
-"""
-
-
-def test_pytest_fastapi_deps_and_fastapi_overrider_writes_name_the_users_line(
+def test_pytest_fastapi_deps_writes_name_the_with_statement(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Overrides set through pytest-fastapi-deps' ``with fastapi_dep(app).override(...)``
-    and fastapi-overrider's fixture are seen at the test's own line, removed when the
-    library undoes them (no leak), and an unused key is reported at that line."""
-    conftest = (
-        COMPAT
-        + """
-from fastapi_overrider import register_fixture
-
-from app import app
-
-override = register_fixture(app)
-"""
-    )
+    are seen at the test's ``with`` line (not the library's), removed when the context
+    ends (no leak), and an unused key is reported at that line."""
     tests = """
         from fastapi.testclient import TestClient
         from app import app, get_cache, get_db
@@ -285,6 +265,55 @@ override = register_fixture(app)
             with fastapi_dep(app).override({get_db: lambda: "deps", get_cache: lambda: 0}):
                 assert TestClient(app).get("/items").json() == "deps/live"
 
+        def test_nothing_left():
+            assert TestClient(app).get("/items").json() == "prod/live"
+    """
+    result, records = run(pytester, monkeypatch, test_deps=tests)
+    result.assert_outcomes(passed=2)
+    assert findings(records) == [("OVERRIDE_UNUSED", "test_deps.py::test_fastapi_deps", None)]
+    assert messages(records, "OVERRIDE_UNUSED") == [
+        "the override app:get_cache -> test_deps:test_fastapi_deps.<locals>.<lambda> on app "
+        "'shop' [app1] set at test_deps.py:5 (key defined at app.py:9) was never consulted by "
+        "any request of the run, although that app served requests: no route depends on that "
+        "exact object"
+    ]
+    assert served(records) == [
+        ("test_fastapi_deps", "test_deps:test_fastapi_deps.<locals>.<lambda>,app:get_settings"),
+        ("test_nothing_left", "app:get_db,app:get_settings"),
+    ]
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="fastapi-overrider 0.7.2 imports typing.Self (Python 3.11+) though it declares 3.10",
+)
+def test_fastapi_overrider_writes_name_the_users_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overrides set through fastapi-overrider's fixture (a copied dict swapped in by
+    reassignment, then item writes through a UserDict) are seen at the test's line and
+    gone when the fixture swaps the old dict back; a session-scoped overrider's
+    override set in a test body leaks into the next test."""
+    conftest = """
+        import inspect
+
+        import fastapi.dependencies.utils
+
+        # fastapi-overrider 0.7.2 imports a helper newer FastAPI releases renamed.
+        if not hasattr(fastapi.dependencies.utils, "is_coroutine_callable"):
+            fastapi.dependencies.utils.is_coroutine_callable = inspect.iscoroutinefunction
+
+        from fastapi_overrider import register_fixture
+
+        from app import app
+
+        override = register_fixture(app)
+        lasting = register_fixture(app, name="lasting", scope="session")
+    """
+    tests = """
+        from fastapi.testclient import TestClient
+        from app import app, get_cache, get_db, get_settings
+
         def test_overrider(override):
             override(get_db, lambda: "overrider")
             override(get_cache, "unused value")
@@ -292,20 +321,31 @@ override = register_fixture(app)
 
         def test_nothing_left():
             assert TestClient(app).get("/items").json() == "prod/live"
+
+        def test_session_overrider(lasting):
+            lasting(get_settings, lambda: "maintenance")
+
+        def test_served_by_it():
+            assert TestClient(app).get("/items").json() == "prod/maintenance"
     """
-    result, records = run(pytester, monkeypatch, conftest=conftest, test_libraries=tests)
-    result.assert_outcomes(passed=3)
-    assert findings(records) == [("OVERRIDE_UNUSED", "test_libraries.py::test_fastapi_deps", None)]
-    assert messages(records, "OVERRIDE_UNUSED") == [
-        "the override app:get_cache -> test_libraries:test_fastapi_deps.<locals>.<lambda> on "
-        "app 'shop' [app1] set at test_libraries.py:5, test_libraries.py:10 (key defined at "
-        "app.py:9) was never consulted by any request of the run, although that app served "
-        "requests: no route depends on that exact object"
+    result, records = run(pytester, monkeypatch, conftest=conftest, test_overrider=tests)
+    result.assert_outcomes(passed=4)
+    assert findings(records) == [
+        ("OVERRIDE_LEAKED", "test_overrider.py::test_served_by_it", "/items"),
+        ("OVERRIDE_UNUSED", "test_overrider.py::test_overrider", None),
     ]
-    assert [name for name, _ in served(records)] == [
-        "test_fastapi_deps",
-        "test_overrider",
-        "test_nothing_left",
+    assert messages(records, "OVERRIDE_LEAKED") == [
+        "GET /items: dependency 'settings' (app:get_settings) was served by the override "
+        "test_overrider:test_session_overrider.<locals>.<lambda> that test "
+        "test_overrider.py::test_session_overrider registered at test_overrider.py:13 on app "
+        "'shop' [app1] and never removed; this request belongs to "
+        "test_overrider.py::test_served_by_it, so its result depends on test order"
+    ]
+    assert messages(records, "OVERRIDE_UNUSED") == [
+        # fastapi-overrider wraps the value in a function that functools.wraps the key
+        "the override app:get_cache -> app:get_cache on app 'shop' [app1] set at "
+        "test_overrider.py:6 (key defined at app.py:9) was never consulted by any request of "
+        "the run, although that app served requests: no route depends on that exact object"
     ]
 
 
