@@ -188,21 +188,30 @@ def _to_store(app: Any, value: Any, old: Any, refs: int, caller: Any) -> Any:
     return TrackedOverrides.of(value, app)
 
 
-def _refs_in(state: dict[str, Any]) -> int:
-    """``sys.getrefcount`` of ``state[NAME]`` as read here (calibrated on a probe)."""
-    value = state[NAME]
+def _refs_in(app: Any) -> int:
+    """``sys.getrefcount`` of ``app.dependency_overrides`` as read here (calibrated)."""
+    value = getattr(app, NAME)
     return sys.getrefcount(value)
 
 
 def adopt(app: Any) -> bool:
-    """Track the overrides of an app created before instrumentation; False if not safe."""
-    state = getattr(app, "__dict__", None)
-    if _sink is None or not isinstance(state, dict) or type(state.get(NAME)) is not dict:
+    """Track the overrides of an app created before instrumentation; False if not safe.
+
+    Never touches ``app.__dict__`` (that would move the instance's attributes out
+    of CPython's inline values and slow every later attribute read).
+    """
+    if _sink is None or type(getattr(app, NAME, None)) is not dict:
         return False
-    if _refs_in(state) > _sole_refs:  # someone else holds it: replacing it would split them
+    if _refs_in(app) > _sole_refs:  # someone else holds it: replacing it would split them
         return False
-    state[NAME] = TrackedOverrides.of(state[NAME], app)
+    object.__setattr__(app, NAME, TrackedOverrides.of(getattr(app, NAME), app))
     return True
+
+
+class _Holder:
+    """An object whose ``dependency_overrides`` nothing else refers to."""
+
+    dependency_overrides: dict[Any, Any]  # annotation only: no class attribute
 
 
 class _Probe:
@@ -218,7 +227,9 @@ def _calibrate() -> None:
     probe = _Probe()
     probe.dependency_overrides = {}
     _fresh_refs = _Probe.seen_refs
-    _sole_refs = _refs_in({NAME: {}})
+    holder = _Holder()
+    holder.dependency_overrides = {}
+    _sole_refs = _refs_in(holder)
 
 
 def install(patches: PatchRegistry, owner: type, sink: Sink, apps: list[Any]) -> None:
