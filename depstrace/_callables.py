@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from dataclasses import dataclass
+from os import getcwd as _getcwd
+from os import sep as _sep
+from os.path import isabs as _isabs
+from os.path import join as _join
+from os.path import normpath as _normpath
 from typing import Any
 
 _CACHE_LIMIT = 4096
@@ -124,9 +128,12 @@ def _site(target: Any) -> str | None:
 
 @functools.lru_cache(maxsize=1024)
 def shorten_path(path: str) -> str:
-    """Show ``path`` relative to the working directory when it lies below it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if relative.startswith("..") else relative
+    """Show ``path`` relative to the working directory when it lies below it.
+
+    String work on functions bound at import: ``os.path.relpath`` would call
+    ``os.getcwd`` and ``os.path.abspath`` through attributes tests patch.
+    """
+    cwd = _getcwd()
+    full = _normpath(path if _isabs(path) else _join(cwd, path))
+    prefix = cwd if cwd.endswith(_sep) else cwd + _sep
+    return full[len(prefix) :] if full.startswith(prefix) else path

@@ -42,6 +42,7 @@ def instrument(
     from depstrace.spans import SpanObserver
 
     span_observer = SpanObserver.from_env()  # checks DEPSTRACE_EXPORTER, OTEL_* the same way
+    _failopen.reset()  # before the session: opening its trace file may already warn
     session = TraceSession(trace_file=None if path is None else Path(path), rule=rule)
     patches = PatchRegistry()
     try:
@@ -59,7 +60,6 @@ def instrument(
         session.close()
         raise
     _patches = patches
-    _failopen.internal_errors.clear()
     session.observers.insert(0, span_observer)  # first: later observers read its ids
     session.observers.append(log_observer)  # last: it reads the ids the span observer set
     set_active_session(session)

@@ -17,19 +17,17 @@ from types import FrameType
 
 from depstrace._callables import shorten_path
 
-_LIBRARY_DIRS: tuple[str, ...] | None = None
-
 
 def _library_dirs() -> tuple[str, ...]:
-    global _LIBRARY_DIRS
-    if _LIBRARY_DIRS is None:
-        paths = sysconfig.get_paths()
-        dirs = {os.path.dirname(os.path.abspath(__file__))}
-        dirs.update(
-            os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")
-        )
-        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
-    return _LIBRARY_DIRS
+    paths = sysconfig.get_paths()
+    dirs = {os.path.dirname(os.path.abspath(__file__))}
+    dirs.update(os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    return tuple(d + os.sep for d in sorted(dirs))
+
+
+# Computed at import, not at the first finding: that may come inside a test that
+# patched os.path.
+_LIBRARY_DIRS = _library_dirs()
 
 
 def _frames() -> Iterator[FrameType]:
@@ -47,7 +45,7 @@ def _frames() -> Iterator[FrameType]:
 def user_frame() -> FrameType | None:
     """The innermost frame whose file is not in the standard library, a
     site-packages directory or depstrace itself."""
-    libraries = _library_dirs()
+    libraries = _LIBRARY_DIRS
     for frame in _frames():
         filename = frame.f_code.co_filename
         if filename.startswith(("<", *libraries)):

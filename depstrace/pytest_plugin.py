@@ -33,6 +33,7 @@ class _PluginState:
 
 _state_key = pytest.StashKey[_PluginState]()
 _outcome_key = pytest.StashKey[str]()
+_off_key = pytest.StashKey[str]()  # why tracing was asked for but could not start
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,12 +70,24 @@ def pytest_load_initial_conftests(
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         if worker:  # one file per pytest-xdist worker, never two writers on one file
             trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
+        from depstrace import _failopen
         from depstrace._instrument import instrument
 
-        previous = set_test_phase(None, "startup")
+        _failopen.hold_warnings(True)  # said in the account, never in a test's logs
         session = instrument(trace_file=trace_file)
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
+    except Exception as exc:  # depstrace's own fault: the run goes on untraced, and says so
+        from depstrace import _failopen
+        from depstrace._redact import redact_text
+
+        _failopen.hold_warnings(False)
+        early_config.stash[_off_key] = (
+            f"depstrace: tracing is off for this run: it could not start: "
+            f"{type(exc).__name__}: {redact_text(str(exc))}"
+        )
+        return
+    previous = set_test_phase(None, "startup")
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous)
 
 
@@ -182,28 +195,47 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
     yield from _phase(item.config, item.nodeid, "teardown")
     state = item.config.stash.get(_state_key, None)
     if state is not None:
-        state.session.flush()
+        try:
+            state.session.flush()
+        except Exception:  # e.g. a user's test-database rule raised: never a teardown error
+            from depstrace._failopen import report_internal_error
+
+            report_internal_error("flushing the test's records")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """End the run with the account of requests that reached a non-test database."""
     state = config.stash.get(_state_key, None)
     if state is None:
+        if _off_key in config.stash:
+            terminalreporter.write_sep("=", "depstrace", yellow=True)
+            terminalreporter.write_line(config.stash[_off_key], yellow=True)
         return
     from depstrace import _failopen
+    from depstrace._redact import redact_text
     from depstrace.report import offending, summary_lines
 
-    notes = state.session.finish_observers()  # flush spans first: the account says if they failed
-    requests = list(state.session.requests)
-    bad = bool(offending(requests))
+    try:
+        # Spans first and then the file: the account says if either failed.
+        notes = state.session.finish_observers()
+        state.session.flush()
+        requests = list(state.session.requests)
+        bad = bool(offending(requests))
+        lines = summary_lines(
+            requests,
+            trace_file=None if state.session.trace_error else str(state.trace_file),
+            internal_errors=sum(_failopen.internal_errors.values()),
+            rule=state.session.rule.describe(),
+            run_findings=list(state.session.run_findings),
+            warnings=list(_failopen.warnings),
+        )
+    except Exception as exc:  # the account is depstrace's too: a fault costs one line
+        terminalreporter.write_sep("=", "depstrace", yellow=True)
+        reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        terminalreporter.write_line(f"depstrace: no account: {reason}", yellow=True)
+        return
     terminalreporter.write_sep("=", "depstrace", red=bad, green=not bad)
-    for line in summary_lines(
-        requests,
-        trace_file=str(state.trace_file),
-        internal_errors=sum(_failopen.internal_errors.values()),
-        rule=state.session.rule.describe(),
-        run_findings=list(state.session.run_findings),
-    ):
+    for line in lines:
         terminalreporter.write_line(line)
     for line in notes:
         terminalreporter.write_line(line, yellow=True)
@@ -214,8 +246,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_state_key, None)
     if state is None:
         return
+    from depstrace import _failopen
     from depstrace._instrument import uninstrument
 
-    uninstrument()
+    _failopen.hold_warnings(False)  # the account is printed: a later fault is logged
+    try:
+        uninstrument()
+    except Exception:
+        _failopen.report_internal_error("uninstrument")
     restore_test_phase(state.previous_phase)
     del config.stash[_state_key]

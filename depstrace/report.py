@@ -114,9 +114,15 @@ def summary_lines(
     internal_errors: int = 0,
     rule: str | None = None,
     run_findings: Sequence[Record] = (),
+    warnings: Sequence[str] = (),
 ) -> list[str]:
     """The end-of-run account: one line when clean, else each offender by test,
-    the other findings, and why (every finding code that fired, with its docs page)."""
+    the other findings, and why (every finding code that fired, with its docs page).
+
+    ``warnings`` are depstrace's own faults of this run, one line each (an
+    unwritable trace file, the first internal error of each place); they end
+    the account so an incomplete trace is never mistaken for a complete one.
+    """
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
     tests = {r["test"] for r in requests}
@@ -157,10 +163,11 @@ def summary_lines(
             lines.append(f"    fix  {finding['hint']}")
     lines.extend(_why([*bad, *noted], run_findings))
     if internal_errors:
+        where = ":" if warnings else " (see the 'depstrace' logger)."
         lines.append(
-            f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete "
-            "(see the 'depstrace' logger)."
+            f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete{where}"
         )
+    lines.extend(warnings)
     return lines
 
 
