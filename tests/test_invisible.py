@@ -28,6 +28,10 @@ PATCHED = [
     "json.load",
     "time.time",
     "time.time_ns",
+    "datetime.datetime.now",
+    "datetime.datetime.utcnow",
+    "datetime.datetime.fromtimestamp",
+    "datetime.date.today",
     "time.perf_counter",
     "time.perf_counter_ns",
     "time.monotonic",
@@ -223,16 +227,26 @@ def _spying(dotted, original):
     return call
 
 
+def _start(patcher):
+    patcher.start()
+    _patches.append(patcher)
+
+
 def pytest_sessionstart(session):
+    stand_ins = {{}}  # built-in class -> the subclass now in its module
     for dotted in PATCHED:
         owner, name = _resolve(dotted)
         spy = _spying(dotted, getattr(owner, name))
-        if isinstance(owner, type):  # a method: autospec keeps it binding self
-            patcher = mock.patch.object(owner, name, autospec=True, side_effect=spy)
-        else:
-            patcher = mock.patch.object(owner, name, mock.MagicMock(side_effect=spy))
-        patcher.start()
-        _patches.append(patcher)
+        if not isinstance(owner, type):
+            _start(mock.patch.object(owner, name, mock.MagicMock(side_effect=spy)))
+        elif owner.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE: a method can be patched
+            _start(mock.patch.object(owner, name, autospec=True, side_effect=spy))
+        else:  # datetime.datetime.now: a subclass takes the class's place, as freezers do
+            if owner not in stand_ins:
+                stand_ins[owner] = type(owner.__name__, (owner,), {{}})
+                module = sys.modules[owner.__module__]
+                _start(mock.patch.object(module, owner.__name__, stand_ins[owner]))
+            setattr(stand_ins[owner], name, classmethod(lambda cls, *a, _s=spy, **k: _s(*a, **k)))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
