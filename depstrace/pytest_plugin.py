@@ -195,12 +195,18 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
     yield from _phase(item.config, item.nodeid, "teardown")
     state = item.config.stash.get(_state_key, None)
     if state is not None:
-        try:
-            state.session.flush()
-        except Exception:  # e.g. a user's test-database rule raised: never a teardown error
-            from depstrace._failopen import report_internal_error
+        _flush(state)
 
-            report_internal_error("flushing the test's records")
+
+def _flush(state: _PluginState) -> None:
+    """Write pending records and flush the trace file; a fault is counted, never raised
+    (here it would be a teardown error)."""
+    try:
+        state.session.flush()
+    except Exception:
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("flushing the trace file")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -218,7 +224,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     try:
         # Spans first and then the file: the account says if either failed.
         notes = state.session.finish_observers()
-        state.session.flush()
+        _flush(state)
         requests = list(state.session.requests)
         bad = bool(offending(requests))
         lines = summary_lines(
