@@ -9,25 +9,11 @@ in the parent greenlet's suspended frame.
 
 from __future__ import annotations
 
-import os
 import sys
-import sysconfig
 from collections.abc import Iterator
 from types import FrameType
 
-from depstrace._callables import shorten_path
-
-
-def _library_dirs() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    dirs = {os.path.dirname(os.path.abspath(__file__))}
-    dirs.update(os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib"))
-    return tuple(d + os.sep for d in sorted(dirs))
-
-
-# Computed at import, not at the first finding: that may come inside a test that
-# patched os.path.
-_LIBRARY_DIRS = _library_dirs()
+from depstrace._callables import library_dirs, shorten_path
 
 
 def _frames() -> Iterator[FrameType]:
@@ -45,7 +31,7 @@ def _frames() -> Iterator[FrameType]:
 def user_frame() -> FrameType | None:
     """The innermost frame whose file is not in the standard library, a
     site-packages directory or depstrace itself."""
-    libraries = _LIBRARY_DIRS
+    libraries = library_dirs()
     for frame in _frames():
         filename = frame.f_code.co_filename
         if filename.startswith(("<", *libraries)):

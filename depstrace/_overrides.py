@@ -29,6 +29,7 @@ from typing import Any
 from depstrace._callables import describe
 from depstrace._context import test_phase
 from depstrace._lookalike import why_alike
+from depstrace._names import callable_label
 from depstrace.fastapi import app_id, app_origin, title_of, tracked_apps
 from depstrace.findings import (
     OVERRIDE_IDENTITY_MISMATCH,
@@ -292,14 +293,14 @@ def _lookalikes(
             reason = why_alike(key, call)
             if reason is None:
                 continue
-            key_info, call_info = describe(key), describe(call)
+            key_info = describe(key)
             findings.append(
                 Finding(
                     code=OVERRIDE_IDENTITY_MISMATCH,
                     severity="error",
                     message=(
                         f"{where}: dependency {node.label!r} ran the original "
-                        f"{call_info.qualname} ({call_info.site or 'site unknown'}) although "
+                        f"{callable_label(node.to_dict(), 'original', site=True)} although "
                         f"app {title_of(ident)!r} [{ident}] has an override keyed on "
                         f"{key_info.qualname} ({key_info.site or 'site unknown'}), another "
                         f"object: {reason}. FastAPI matches override keys by identity"

@@ -1,8 +1,10 @@
-"""``depstrace``: the command line (``depstrace report`` reads a trace file)."""
+"""``depstrace``: the command line (``report`` reads a trace file; ``run``, ``doctor``,
+``explain``)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reached a non-test database)",
     )
     report.add_argument("file", nargs="?", default=str(DEFAULT_TRACE_FILE))
+    report.add_argument(
+        "-v", "--verbose", action="store_true", help="one paragraph per request, not per cause"
+    )
     run = commands.add_parser(
         "run",
         help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
@@ -31,12 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Python process it starts is traced, and the account is printed on stderr at exit.",
     )
     run.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]")
-    from depstrace import doctor
+    from depstrace import doctor, explain
 
     doctor.add_parser(commands)
+    explain.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "run":
         from depstrace.launcher import run as run_command
 
@@ -57,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace_file=args.file,
         rule=session.get("test_db_rule"),
         run_findings=run_findings,
+        verbosity=1 if args.verbose else 0,
+        width=shutil.get_terminal_size().columns,
     ):
         print(line)
     return 1 if offending(requests) else 0

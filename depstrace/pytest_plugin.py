@@ -9,6 +9,7 @@ that reached a non-test database.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -17,8 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from depstrace import _config
-from depstrace._context import TestPhase, restore_test_phase, set_test_phase
+from depstrace import _config, _envorigin
+from depstrace._context import (
+    TestPhase,
+    restore_test_phase,
+    set_fixture,
+    set_test_phase,
+    test_phase,
+)
+
+# What the environment held before any conftest or early hook (pytest-env's
+# pytest_load_initial_conftests) could change it: hashes only, see _envorigin.
+_envorigin.snapshot()
 
 if TYPE_CHECKING:
     from depstrace._session import TraceSession
@@ -59,11 +70,13 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> None:
     """Decide whether to trace and, if so, instrument before conftests are imported."""
+    before = test_phase()
     try:
         enabled = _config.parse_enabled()
         namespace = early_config.known_args_namespace
         enabled = enabled or bool(getattr(namespace, "depstrace", False))
         if not enabled:
+            _envorigin.forget()  # disabled: keep nothing
             return
         option = getattr(namespace, "depstrace_file", None)
         trace_file = Path(option) if option else _config.trace_file(root=early_config.rootpath)
@@ -71,10 +84,13 @@ def pytest_load_initial_conftests(
         if worker:  # one file per pytest-xdist worker, never two writers on one file
             trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
         from depstrace import _failopen
-        from depstrace._instrument import instrument
+        from depstrace._instrument import start
 
+        if early_config.inipath is not None:  # pytest-env's `env` lines live there
+            _envorigin.note_config_files([early_config.inipath])
         _failopen.hold_warnings(True)  # said in the account, never in a test's logs
-        session = instrument(trace_file=trace_file)
+        previous = set_test_phase(None, "startup")
+        session = start(trace_file=trace_file, runner="xdist_worker" if worker else "pytest")
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
     except Exception as exc:  # depstrace's own fault: the run goes on untraced, and says so
@@ -82,12 +98,12 @@ def pytest_load_initial_conftests(
         from depstrace._redact import redact_text
 
         _failopen.hold_warnings(False)
+        restore_test_phase(before)
         early_config.stash[_off_key] = (
             f"depstrace: tracing is off for this run: it could not start: "
             f"{type(exc).__name__}: {redact_text(str(exc))}"
         )
         return
-    previous = set_test_phase(None, "startup")
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous)
 
 
@@ -149,14 +165,42 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_fixture_setup(
     fixturedef: Any, request: pytest.FixtureRequest
 ) -> Generator[None, Any, None]:
-    """Attribute overrides a fixture registers to that fixture's scope."""
+    """Attribute overrides a fixture registers to that fixture's scope, and what its
+    setup and teardown run (statements, requests) to the fixture itself."""
     state = request.config.stash.get(_state_key, None)
     if state is None:
         yield
         return
+    try:
+        fixture = _fixture_info(fixturedef)
+    except Exception:  # a fixture object pytest may change: never fail its setup
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("fixture attribution")
+        fixture = None
+    # Finalizers run last-in first-out: this one, added before the fixture's own
+    # teardown is, runs after it and puts back what the one added below replaced.
+    replaced: list[dict[str, Any] | None] = []  # what the teardown's fixture replaced
+    fixturedef.addfinalizer(lambda: replaced and set_fixture(replaced.pop()))
     _snapshot(state)
-    yield
+    previous = set_fixture(fixture)
+    try:
+        yield
+    finally:
+        set_fixture(previous)
     _snapshot(state, fixturedef.scope)
+    fixturedef.addfinalizer(lambda: replaced.append(set_fixture(fixture)))
+
+
+def _fixture_info(fixturedef: Any) -> dict[str, Any]:
+    """``{name, scope, site}`` of a fixture; ``site`` is the ``file:line`` of its function."""
+    from depstrace._callables import shorten_path
+
+    site = None
+    code = getattr(inspect.unwrap(fixturedef.func), "__code__", None)
+    if code is not None:
+        site = f"{shorten_path(code.co_filename)}:{code.co_firstlineno}"
+    return {"name": fixturedef.argname, "scope": fixturedef.scope, "site": site}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -233,6 +277,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             internal_errors=sum(_failopen.internal_errors.values()),
             rule=state.session.rule.describe(),
             run_findings=list(state.session.run_findings),
+            verbosity=config.getoption("verbose"),
+            width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
             warnings=list(_failopen.warnings),
         )
     except Exception as exc:  # the account is depstrace's too: a fault costs one line

@@ -7,9 +7,20 @@ read back renders exactly like a live run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
+from depstrace._names import chain_label, via_node
+from depstrace.account import (
+    Tally,
+    fit,
+    group_offenders,
+    label_of,
+    other_findings,
+    render_groups,
+    render_others,
+    writes_lines,
+)
 from depstrace.findings import RECORD_CODES, request_findings
 
 Record = dict[str, Any]
@@ -36,16 +47,7 @@ def describe_request(request: Record) -> list[str]:
     if request.get("route") and request["route"] != request["path"]:
         head += f"  (route {request['route']})"
     lines = [head]
-    app = request["app"]
-    provider = request.get("provider")
-    served = f"app {app['title']!r} [{app['id']}]"
-    outer = [a for a in request.get("apps", []) if a["id"] != app["id"]]
-    if outer:
-        served += " mounted in " + " in ".join(
-            f"{a['title']!r} [{a['id']}]" for a in reversed(outer)
-        )
-    if provider and provider["id"] != app["id"]:
-        served += f", overrides read from {provider['title']!r} [{provider['id']}]"
+    served = served_by(request)
     if request.get("endpoint"):
         served += f", endpoint {request['endpoint']}"
     lines.append(f"  served by  {served}")
@@ -62,6 +64,10 @@ def describe_request(request: Record) -> list[str]:
             f"  database   {db['url']}  [engine {db['engine_id']}, {created}; "
             f"{db['statements']} statement{'s' if db['statements'] != 1 else ''}]"
         )
+        tally = Tally()
+        tally.add(db.get("operations"), db.get("commits"))
+        if tally.writes:  # writes first: the one fact that turns a leak into damage
+            lines.append(f"  writes     {tally.describe().partition('writes ')[2]}")
         lines.append(f"  via        {_chain(db, deps)}")
     for finding in request["findings"]:
         lines.append(f"  {finding['code']:<10} {finding['message']}")
@@ -70,21 +76,30 @@ def describe_request(request: Record) -> list[str]:
     return lines
 
 
+def served_by(request: Record) -> str:
+    """``app 'shop-admin' [app2] mounted in 'shop' [app1]``, and where overrides were read."""
+    app = request["app"]
+    provider = request.get("provider")
+    served = f"app {app['title']!r} [{app['id']}]"
+    outer = [a for a in request.get("apps", []) if a["id"] != app["id"]]
+    if outer:
+        served += " mounted in " + " in ".join(
+            f"{a['title']!r} [{a['id']}]" for a in reversed(outer)
+        )
+    if provider and provider["id"] != app["id"]:
+        served += f", overrides read from {provider['title']!r} [{provider['id']}]"
+    return served
+
+
+def chain_of(db: Record, request: Record) -> str:
+    """How ``request`` got ``db``: the dependency chain with override status."""
+    return _chain(db, {d["id"]: d for d in request["dependencies"]})
+
+
 def _chain(db: Record, deps: dict[int, Record]) -> str:
     if db["via"] is None:
         return "no dependency: opened outside Depends"
-    node = next(
-        (d for d in deps.values() if d["name"] == db["via"] and d["engine_id"] == db["engine_id"]),
-        None,
-    )
-    parts = []
-    while node is not None:
-        if node["overridden"]:
-            parts.append(f"{node['name']}={node['resolved']} (override of {node['original']})")
-        else:
-            parts.append(f"{node['name']}={node['resolved']} (not overridden)")
-        node = deps.get(node["parent"]) if node["parent"] is not None else None
-    return " <- ".join(parts)
+    return chain_label(via_node(db, deps), deps)
 
 
 # One line per finding code for the "why" section of the account.
@@ -99,8 +114,7 @@ CAUSES = {
     "a later test",
     "OVERRIDE_UNUSED": "an override no request ever consulted",
     "ENGINE_FROM_ENV": "an engine was built from an exported environment variable",
-    "DB_OUTSIDE_REQUEST": "fixtures, startup or threads used a non-test database "
-    "outside any request",
+    "DB_OUTSIDE_REQUEST": "a non-test database was used outside any request",
     "LOOP_MISMATCH": "a pooled async connection was reused on another event loop",
     "SESSION_NOT_COMMITTED": "writes were rolled back although a later request expected them",
     "DUPLICATE_SESSION": "one request opened several sessions from one dependency",
@@ -114,61 +128,100 @@ def summary_lines(
     internal_errors: int = 0,
     rule: str | None = None,
     run_findings: Sequence[Record] = (),
+    verbosity: int = 0,
+    width: int | None = None,
     warnings: Sequence[str] = (),
 ) -> list[str]:
-    """The end-of-run account: one line when clean, else each offender by test,
-    the other findings, and why (every finding code that fired, with its docs page).
+    """The end-of-run account, fitted to ``width`` columns (None: unwrapped).
 
-    ``warnings`` are depstrace's own faults of this run, one line each (an
-    unwritable trace file, the first internal error of each place); they end
-    the account so an incomplete trace is never mistaken for a complete one.
+    Writes to a non-test database come first, then the headline.  By default the
+    offenders are grouped by cause (:mod:`depstrace.account`); ``verbosity`` 1 or
+    more (``pytest -v``, ``depstrace report --verbose``) gives one paragraph per
+    request instead, and -1 or less (``pytest -q``) one line per group.  Every
+    account that found something ends by saying why: each finding code that
+    fired, with its count and docs page.  ``warnings`` are depstrace's own faults
+    of this run, one line each (an unwritable trace file, the first internal
+    error of each place); they end the account so an incomplete trace is never
+    mistaken for a complete one.
     """
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
-    tests = {r["test"] for r in requests}
-    where = f" Trace: {trace_file}" if trace_file else ""
-    lines: list[str] = []
-    if not bad:
-        lines.append(
-            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''} in "
-            f"{len(tests)} test{'s' if len(tests) != 1 else ''}, all on test databases.{where}"
-        )
+    lines = writes_lines(requests, run_findings)
+    lines.extend(headline(requests, trace_file=trace_file, rule=rule))
+    if verbosity > 0:
+        lines.extend(_per_request(bad, noted, run_findings))
     else:
-        bad_tests: dict[str | None, list[Record]] = {}
-        for request in bad:
-            bad_tests.setdefault(request["test"], []).append(request)
-        lines.append(
-            f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database, "
-            f"in {len(bad_tests)} test{'s' if len(bad_tests) != 1 else ''}.{where}"
-        )
-        if rule:
-            lines.append(f"test database rule: {rule}")
-        for test, test_requests in bad_tests.items():
-            lines.append("")
-            lines.append(test or "(outside any test)")
-            for request in test_requests:
-                lines.extend("  " + line for line in describe_request(request))
-    if noted or run_findings:
-        lines.append("")
-        lines.append("other findings:")
-        for request in noted:
-            head = f"{request['method']} {request['path']} -> {request['status']}"
-            lines.append(f"  {request['test'] or '(outside any test)'}: {head}")
-            lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
-            hints = dict.fromkeys(f["hint"] for f in request["findings"])
-            lines.extend(f"    fix  {hint}" for hint in hints)
-        for finding in run_findings:
-            lines.append(f"  {finding.get('test') or '(outside any test)'}:")
-            lines.append(f"    {finding['code']}  {finding['message']}")
-            lines.append(f"    fix  {finding['hint']}")
-    lines.extend(_why([*bad, *noted], run_findings))
+        quiet = verbosity < 0
+        lines.extend(render_groups(group_offenders(bad, chain_of), served_by, quiet=quiet))
+        lines.extend(render_others(other_findings(requests, run_findings), quiet=quiet))
+    if verbosity >= 0:
+        lines.extend(_why([*bad, *noted], run_findings))
     if internal_errors:
         where = ":" if warnings else " (see the 'depstrace' logger)."
         lines.append(
             f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete{where}"
         )
     lines.extend(warnings)
+    return fit(lines, width)
+
+
+def headline(
+    requests: Sequence[Record], *, trace_file: str | None, rule: str | None = None
+) -> list[str]:
+    """The account's headline: how many requests reached a non-test database (or that
+    all were on test databases), where the trace is, and the rule applied."""
+    bad = offending(requests)
+    tests = {r["test"] for r in requests}
+    # A run without any test (a dev server under `depstrace run`) speaks of requests.
+    testless = not any(tests)
+    where = f" Trace: {trace_file}" if trace_file else ""
+    if not bad:
+        return [
+            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''}"
+            f"{_in_tests(tests, testless, ' in')}, all on test databases.{where}"
+        ]
+    bad_tests = {r["test"] for r in bad}
+    lines = [
+        f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database"
+        f"{_in_tests(bad_tests, testless, ', in')}.{where}"
+    ]
+    if rule:
+        lines.append(f"test database rule: {rule}")
     return lines
+
+
+def _per_request(
+    bad: Sequence[Record], noted: Sequence[Record], run_findings: Sequence[Record]
+) -> list[str]:
+    """Each offending request's paragraph under its test, then the other findings."""
+    lines: list[str] = []
+    bad_tests: dict[str, list[Record]] = {}
+    for request in bad:
+        bad_tests.setdefault(label_of(request), []).append(request)
+    for test, test_requests in bad_tests.items():
+        lines.append("")
+        lines.append(test)
+        for request in test_requests:
+            lines.extend("  " + line for line in describe_request(request))
+    if noted or run_findings:
+        lines.append("")
+        lines.append("other findings:")
+        for request in noted:
+            head = f"{request['method']} {request['path']} -> {request['status']}"
+            lines.append(f"  {label_of(request)}: {head}")
+            lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
+            hints = dict.fromkeys(f["hint"] for f in request["findings"])
+            lines.extend(f"    fix  {hint}" for hint in hints)
+        for finding in run_findings:
+            lines.append(f"  {label_of(finding)}:")
+            lines.append(f"    {finding['code']}  {finding['message']}")
+            lines.append(f"    fix  {finding['hint']}")
+    return lines
+
+
+def _in_tests(tests: Sized, testless: bool, lead: str) -> str:
+    """`` in 3 tests`` for the headline; nothing when no test ran (a dev server)."""
+    return "" if testless else f"{lead} {len(tests)} test{'s' if len(tests) != 1 else ''}"
 
 
 def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str]:
@@ -185,5 +238,5 @@ def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str
     for code, n in counts.items():
         label = f"{code} x{n}"
         cause = CAUSES.get(code, "see the docs")
-        lines.append(f"  {label:<{width}}  {cause} (docs/findings/{code}.md)")
+        lines.append(f"  {label:<{width}}  {cause} (depstrace explain {code})")
     return lines

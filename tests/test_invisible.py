@@ -47,6 +47,8 @@ PATCHED = [
     "os.path.relpath",
     "os.path.abspath",
     "os.path.exists",
+    "os.path.basename",
+    "builtins.open",
     "random.random",
     "random.randint",
     "random.getrandbits",
@@ -289,6 +291,7 @@ def client():
 
 TESTS = """
 import json
+import os
 from unittest import mock
 
 import sqlalchemy as sa
@@ -310,6 +313,15 @@ def test_requests_through_every_path(client):
 def test_statement_outside_requests(client):
     with workload.prod_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 3")).scalar_one() == 3
+
+
+def test_engine_from_the_environment(client):
+    # An engine built inside a test from an exported URL: depstrace looks for
+    # the lines that set the variable (ENGINE_FROM_ENV).
+    engine = sa.create_engine(os.environ["WORKLOAD_DATABASE_URL"])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 4")).scalar_one() == 4
+    engine.dispose()
 
 
 def test_json_dumps_counts_only_the_app(client):
@@ -349,7 +361,7 @@ def _run(pytester: pytest.Pytester, name: str, env: dict[str, str]) -> tuple[Cou
         for variable, value in env.items():
             patch.setenv(variable, value)
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     parsed: tuple[Counts, BySite] = ast.literal_eval(counts.read_text())
     return parsed
 
@@ -360,6 +372,7 @@ def workload(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     data = pytester.path / "data"
     data.mkdir()
     monkeypatch.setenv("SCENARIO_DATA", str(data))
+    monkeypatch.setenv("WORKLOAD_DATABASE_URL", f"sqlite:///{data / 'prod.db'}")
     for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB", "DEPSTRACE_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(app=APP, conftest=CONFTEST.format(patched=PATCHED), test_workload=TESTS)
