@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from depstrace import _config, _envorigin
-from depstrace._context import TestPhase, restore_test_phase, set_fixture, set_test_phase
+from depstrace._context import (
+    TestPhase,
+    restore_test_phase,
+    set_fixture,
+    set_test_phase,
+    test_phase,
+)
 
 # What the environment held before any conftest or early hook (pytest-env's
 # pytest_load_initial_conftests) could change it: hashes only, see _envorigin.
@@ -38,6 +44,7 @@ class _PluginState:
 
 _state_key = pytest.StashKey[_PluginState]()
 _outcome_key = pytest.StashKey[str]()
+_off_key = pytest.StashKey[str]()  # why tracing was asked for but could not start
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +70,7 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> None:
     """Decide whether to trace and, if so, instrument before conftests are imported."""
+    before = test_phase()
     try:
         enabled = _config.parse_enabled()
         namespace = early_config.known_args_namespace
@@ -75,18 +83,31 @@ def pytest_load_initial_conftests(
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         if worker:  # one file per pytest-xdist worker, never two writers on one file
             trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
+        from depstrace import _failopen
         from depstrace._instrument import start
         from depstrace._testdb import TestDatabaseRule
 
         if early_config.inipath is not None:  # pytest-env's `env` lines live there
             _envorigin.note_config_files([early_config.inipath])
         rule = TestDatabaseRule.from_env(os.environ, temp_dirs=_basetemp(early_config))
+        _failopen.hold_warnings(True)  # said in the account, never in a test's logs
         previous = set_test_phase(None, "startup")
         session = start(
             trace_file=trace_file, test_db=rule, runner="xdist_worker" if worker else "pytest"
         )
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
+    except Exception as exc:  # depstrace's own fault: the run goes on untraced, and says so
+        from depstrace import _failopen
+        from depstrace._redact import redact_text
+
+        _failopen.hold_warnings(False)
+        restore_test_phase(before)
+        early_config.stash[_off_key] = (
+            f"depstrace: tracing is off for this run: it could not start: "
+            f"{type(exc).__name__}: {redact_text(str(exc))}"
+        )
+        return
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous)
 
 
@@ -236,30 +257,55 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
     yield from _phase(item.config, item.nodeid, "teardown")
     state = item.config.stash.get(_state_key, None)
     if state is not None:
+        _flush(state)
+
+
+def _flush(state: _PluginState) -> None:
+    """Write pending records and flush the trace file; a fault is counted, never raised
+    (here it would be a teardown error)."""
+    try:
         state.session.flush()
+    except Exception:
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("flushing the trace file")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """End the run with the account of requests that reached a non-test database."""
     state = config.stash.get(_state_key, None)
     if state is None:
+        if _off_key in config.stash:
+            terminalreporter.write_sep("=", "depstrace", yellow=True)
+            terminalreporter.write_line(config.stash[_off_key], yellow=True)
         return
     from depstrace import _failopen
+    from depstrace._redact import redact_text
     from depstrace.report import offending, summary_lines
 
-    notes = state.session.finish_observers()  # flush spans first: the account says if they failed
-    requests = list(state.session.requests)
-    bad = bool(offending(requests))
+    try:
+        # Spans first and then the file: the account says if either failed.
+        notes = state.session.finish_observers()
+        _flush(state)
+        requests = list(state.session.requests)
+        bad = bool(offending(requests))
+        lines = summary_lines(
+            requests,
+            trace_file=None if state.session.trace_error else str(state.trace_file),
+            internal_errors=sum(_failopen.internal_errors.values()),
+            rule=state.session.rule.describe(),
+            run_findings=list(state.session.run_findings),
+            verbosity=config.getoption("verbose"),
+            width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
+            warnings=list(_failopen.warnings),
+        )
+    except Exception as exc:  # the account is depstrace's too: a fault costs one line
+        terminalreporter.write_sep("=", "depstrace", yellow=True)
+        reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        terminalreporter.write_line(f"depstrace: no account: {reason}", yellow=True)
+        return
     terminalreporter.write_sep("=", "depstrace", red=bad, green=not bad)
-    for line in summary_lines(
-        requests,
-        trace_file=str(state.trace_file),
-        internal_errors=sum(_failopen.internal_errors.values()),
-        rule=state.session.rule.describe(),
-        run_findings=list(state.session.run_findings),
-        verbosity=config.getoption("verbose"),
-        width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
-    ):
+    for line in lines:
         terminalreporter.write_line(line)
     for line in notes:
         terminalreporter.write_line(line, yellow=True)
@@ -270,8 +316,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_state_key, None)
     if state is None:
         return
+    from depstrace import _failopen
     from depstrace._instrument import uninstrument
 
-    uninstrument()
+    _failopen.hold_warnings(False)  # the account is printed: a later fault is logged
+    try:
+        uninstrument()
+    except Exception:
+        _failopen.report_internal_error("uninstrument")
     restore_test_phase(state.previous_phase)
     del config.stash[_state_key]
