@@ -8,6 +8,7 @@ read back renders exactly like a live run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from depstrace.findings import RECORD_CODES, request_findings
@@ -107,6 +108,105 @@ CAUSES = {
 }
 
 
+# Exit statuses of ``depstrace report`` (README, ``depstrace report --help``).
+EXIT_CLEAN = 0  # requests reached databases, all test databases, no error finding, intact
+EXIT_FINDINGS = 1  # a request reached a non-test database, or an error-severity finding
+EXIT_UNREADABLE = 2  # usage, an unreadable file, or a damaged trace (cut, malformed, unfinished)
+EXIT_NO_DATA = 3  # no requests recorded, or none reached a database depstrace can observe
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run amounts to: the facts the headline states and the exit status rests on."""
+
+    requests: int
+    tests: int
+    offending: int  # requests that reached a non-test database
+    offending_tests: int
+    with_database: int  # requests that reached any database depstrace observes
+    errors: dict[str, int]  # error-severity finding codes (besides offenders'), with counts
+    warnings: dict[str, int]
+    damaged: bool  # a trace file was cut, malformed, unreadable or never finished
+
+    @property
+    def status(self) -> int:
+        """``EXIT_FINDINGS`` before ``EXIT_UNREADABLE`` before ``EXIT_NO_DATA``; else clean."""
+        if self.offending or self.errors:
+            return EXIT_FINDINGS
+        if self.damaged:
+            return EXIT_UNREADABLE
+        if not self.with_database:
+            return EXIT_NO_DATA
+        return EXIT_CLEAN
+
+
+def verdict(
+    requests: Sequence[Record], run_findings: Sequence[Record] = (), *, damaged: bool = False
+) -> Verdict:
+    """Judge a run from its request records and its findings tied to no request."""
+    bad = offending(requests)
+    errors: dict[str, int] = {}
+    warnings: dict[str, int] = {}
+    found = [f for r in requests if r not in bad for f in r["findings"]]
+    for finding in [*found, *run_findings]:
+        counts = errors if finding.get("severity") == "error" else warnings
+        counts[finding["code"]] = counts.get(finding["code"], 0) + 1
+    for request in bad:  # an offender's warnings are still warnings of the run
+        for finding in request["findings"]:
+            if finding.get("severity") != "error":
+                warnings[finding["code"]] = warnings.get(finding["code"], 0) + 1
+    return Verdict(
+        requests=len(requests),
+        tests=len({r["test"] for r in requests}),
+        offending=len(bad),
+        offending_tests=len({r["test"] for r in bad}),
+        with_database=sum(1 for r in requests if r["databases"]),
+        errors=errors,
+        warnings=warnings,
+        damaged=damaged,
+    )
+
+
+def headline(judged: Verdict, trace_file: str | None = None) -> str:
+    """The first line of the account; it calls a run clean only when it is.
+
+    Clean means: requests reached databases, all of them test databases, no
+    error-severity finding, and every trace file read whole.
+    """
+    where = f" Trace: {trace_file}" if trace_file else ""
+    if judged.offending:
+        return (
+            f"depstrace: {judged.offending} of {judged.requests} requests reached a non-test "
+            f"database, in {_plural(judged.offending_tests, 'test')}.{where}"
+        )
+    if not judged.requests:
+        said = "depstrace: no requests recorded"
+    else:
+        said = (
+            f"depstrace: {_plural(judged.requests, 'request')} in {_plural(judged.tests, 'test')}"
+        )
+        if judged.with_database:
+            said += ", all on test databases"
+        else:
+            said += ", none reached a database depstrace can observe"
+    buts = []
+    if judged.errors:
+        count = sum(judged.errors.values())
+        buts.append(f"{_plural(count, 'error finding')} ({', '.join(judged.errors)})")
+    if judged.damaged:
+        buts.append("a damaged trace")
+    if buts:
+        return f"{said}, but {' and '.join(buts)} below.{where}"
+    if judged.warnings:
+        count = sum(judged.warnings.values())
+        said += f"; {_plural(count, 'warning')} ({', '.join(judged.warnings)}) below"
+    return f"{said}.{where}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def summary_lines(
     requests: Sequence[Record],
     *,
@@ -114,27 +214,18 @@ def summary_lines(
     internal_errors: int = 0,
     rule: str | None = None,
     run_findings: Sequence[Record] = (),
+    problems: Sequence[str] = (),
 ) -> list[str]:
-    """The end-of-run account: one line when clean, else each offender by test,
-    the other findings, and why (every finding code that fired, with its docs page)."""
+    """The end-of-run account: the headline and any damage to the trace, each offender
+    by test, the other findings, and why (every finding code that fired, with its docs page)."""
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
-    tests = {r["test"] for r in requests}
-    where = f" Trace: {trace_file}" if trace_file else ""
-    lines: list[str] = []
-    if not bad:
-        lines.append(
-            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''} in "
-            f"{len(tests)} test{'s' if len(tests) != 1 else ''}, all on test databases.{where}"
-        )
-    else:
+    lines = [headline(verdict(requests, run_findings, damaged=bool(problems)), trace_file)]
+    lines.extend(problems)
+    if bad:
         bad_tests: dict[str | None, list[Record]] = {}
         for request in bad:
             bad_tests.setdefault(request["test"], []).append(request)
-        lines.append(
-            f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database, "
-            f"in {len(bad_tests)} test{'s' if len(bad_tests) != 1 else ''}.{where}"
-        )
         if rule:
             lines.append(f"test database rule: {rule}")
         for test, test_requests in bad_tests.items():
