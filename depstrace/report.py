@@ -157,9 +157,9 @@ def verdict(
                 warnings[finding["code"]] = warnings.get(finding["code"], 0) + 1
     return Verdict(
         requests=len(requests),
-        tests=len({r["test"] for r in requests}),
+        tests=len({r["test"] for r in requests if r["test"] is not None}),
         offending=len(bad),
-        offending_tests=len({r["test"] for r in bad}),
+        offending_tests=len({r["test"] for r in bad if r["test"] is not None}),
         with_database=sum(1 for r in requests if r["databases"]),
         errors=errors,
         warnings=warnings,
@@ -175,16 +175,17 @@ def headline(judged: Verdict, trace_file: str | None = None) -> str:
     """
     where = f" Trace: {trace_file}" if trace_file else ""
     if judged.offending:
+        tests = f", in {_plural(judged.offending_tests, 'test')}" if judged.offending_tests else ""
         return (
             f"depstrace: {judged.offending} of {judged.requests} requests reached a non-test "
-            f"database, in {_plural(judged.offending_tests, 'test')}.{where}"
+            f"database{tests}.{where}"
         )
     if not judged.requests:
         said = "depstrace: no requests recorded"
     else:
-        said = (
-            f"depstrace: {_plural(judged.requests, 'request')} in {_plural(judged.tests, 'test')}"
-        )
+        # Requests outside tests (a dev server under depstrace run) are in no test.
+        tests = f" in {_plural(judged.tests, 'test')}" if judged.tests else ""
+        said = f"depstrace: {_plural(judged.requests, 'request')}{tests}"
         if judged.with_database:
             said += ", all on test databases"
         else:
@@ -194,7 +195,7 @@ def headline(judged: Verdict, trace_file: str | None = None) -> str:
         count = sum(judged.errors.values())
         buts.append(f"{_plural(count, 'error finding')} ({', '.join(judged.errors)})")
     if judged.damaged:
-        buts.append("a damaged trace")
+        buts.append("an incomplete trace")
     if buts:
         return f"{said}, but {' and '.join(buts)} below.{where}"
     if judged.warnings:

@@ -115,7 +115,7 @@ def test_crashed_worker_records_are_merged_and_the_cut_line_reported(
     trace = pytester.path / ".depstrace" / "trace.jsonl"
     assert lines[:3] == [
         "depstrace: 2 requests in 2 tests, all on test databases, but 1 error finding "
-        f"(DB_OUTSIDE_REQUEST) and a damaged trace below. Trace: {trace}",
+        f"(DB_OUTSIDE_REQUEST) and an incomplete trace below. Trace: {trace}",
         f"trace-{crashed}.jsonl: last line cut after 48 bytes (a worker killed mid-write?); "
         f"{lines[1].rsplit('; ', 1)[1]}",
         f"worker {crashed} did not finish its trace (it crashed or was killed): what it did "
