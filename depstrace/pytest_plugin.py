@@ -5,6 +5,10 @@ installs nothing.  Enabled, it instruments before the first conftest is
 imported (so import-time engines have a creation site), tells the tracer which
 test and phase is running, and ends the run with an account of every request
 that reached a non-test database.
+
+Under pytest-xdist every worker traces into its own file and says nothing; the
+controller merges the workers' files into its own when they are done and gives
+the one account of the run.
 """
 
 from __future__ import annotations
@@ -218,6 +222,15 @@ def _merge_workers(state: _PluginState) -> None:
         state.merged = _Merged([p for t in traces for p in t.problems], errors, notes)
     except Exception:
         report_internal_error("pytest-xdist (merging the workers' trace files)")
+        state.merged = _Merged(
+            [
+                "depstrace could not merge the pytest-xdist workers' trace files (see the "
+                "'depstrace' logger); they are kept: depstrace report "
+                f"'{_worker_file(state.trace_file, 'gw*')}'"
+            ],
+            0,
+            [],
+        )
         return
     for path in state.workers.values():  # their records now live in the merged file
         try:
