@@ -145,16 +145,15 @@ def verdict(
 ) -> Verdict:
     """Judge a run from its request records and its findings tied to no request."""
     bad = offending(requests)
+    offenders = {id(r) for r in bad}
     errors: dict[str, int] = {}
     warnings: dict[str, int] = {}
-    found = [f for r in requests if r not in bad for f in r["findings"]]
-    for finding in [*found, *run_findings]:
-        counts = errors if finding.get("severity") == "error" else warnings
-        counts[finding["code"]] = counts.get(finding["code"], 0) + 1
-    for request in bad:  # an offender's warnings are still warnings of the run
-        for finding in request["findings"]:
-            if finding.get("severity") != "error":
-                warnings[finding["code"]] = warnings.get(finding["code"], 0) + 1
+    found = [(id(r) in offenders, f) for r in requests for f in r["findings"]]
+    for offender, finding in [*found, *((False, f) for f in run_findings)]:
+        if finding.get("severity") != "error":
+            warnings[finding["code"]] = warnings.get(finding["code"], 0) + 1
+        elif not offender:  # an offender's own errors are in the headline already
+            errors[finding["code"]] = errors.get(finding["code"], 0) + 1
     return Verdict(
         requests=len(requests),
         tests=len({r["test"] for r in requests if r["test"] is not None}),
