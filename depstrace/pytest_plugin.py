@@ -200,7 +200,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, None]:
     if state is not None and state.worker:
         from depstrace import _failopen
 
-        state.session.close(internal_errors=sum(_failopen.internal_errors.values()))
+        try:
+            state.session.close(internal_errors=sum(_failopen.internal_errors.values()))
+        except Exception:  # a full disk: the controller will say the trace is unfinished
+            _failopen.report_internal_error("pytest-xdist (closing the worker's trace file)")
 
 
 def _merge_workers(state: _PluginState) -> None:

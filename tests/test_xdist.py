@@ -10,6 +10,7 @@ import pytest
 from shop_suite import HEADLINE, TESTS, account, write_suite
 
 from depstrace._jsonl import read_records
+from depstrace.cli import main
 
 
 def facts(trace: Path) -> dict[str, Any]:
@@ -30,9 +31,13 @@ def facts(trace: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("dist", ["load", "loadscope", "loadfile"])
 def test_two_workers_give_the_serial_account(
-    dist: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    dist: str,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """-n 2 prints the serial run's account word for word, in one merged trace file."""
+    """-n 2 prints the serial run's account word for word, in one merged trace file that
+    depstrace report reads back to the same account."""
     write_suite(pytester, monkeypatch)
     trace = pytester.path / ".depstrace" / "trace.jsonl"
     serial = pytester.runpytest_subprocess("-p", "no:cacheprovider")
@@ -58,6 +63,9 @@ def test_two_workers_give_the_serial_account(
     ]
     ran_by = {r["worker"] for r in merged if r["type"] == "request"}
     assert ran_by <= {"gw0", "gw1"}, ran_by  # worker ids kept in the records
+    capsys.readouterr()
+    assert main(["report", str(trace)]) == 1
+    assert capsys.readouterr().out.splitlines() == account(result.stdout.str())
     summary = merged[-1]
     assert summary == {
         "type": "summary",
@@ -98,7 +106,7 @@ def test_after(client):
 
 
 def test_crashed_worker_records_are_merged_and_the_cut_line_reported(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A worker that dies mid-write still has its flushed records in the one account;
     its cut line and its unfinished trace are reported, and the run is not called clean."""
@@ -130,6 +138,9 @@ def test_crashed_worker_records_are_merged_and_the_cut_line_reported(
     assert ran["test_crash.py::test_after"][1] != crashed
     workers = next(r for r in read_records(trace) if r["type"] == "workers")["workers"]
     assert [w["finished"] for w in workers if w["id"] == crashed] == [False]
+    capsys.readouterr()  # read back later, the merged file tells the same damage
+    assert main(["report", str(trace)]) == 1
+    assert capsys.readouterr().out.splitlines() == lines
 
 
 ASSERT_TESTS = """
