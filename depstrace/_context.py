@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from depstrace._records import RequestRecord
@@ -31,6 +31,10 @@ class TestPhase:
 
     nodeid: str | None
     phase: str  # "startup", "collection", "setup", "call", "teardown", "finish", "runtime"
+    # The pytest fixture whose setup or teardown is running ({name, scope, site}), or
+    # None: a session-scoped fixture runs inside whichever test first needs it, and
+    # what it does belongs to the fixture, not to that test.
+    fixture: dict[str, Any] | None = None
 
 
 _lock = threading.Lock()
@@ -47,6 +51,17 @@ def set_test_phase(nodeid: str | None, phase: str) -> TestPhase:
     global _phase
     with _lock:
         previous, _phase = _phase, TestPhase(nodeid=nodeid, phase=phase)
+    return previous
+
+
+def set_fixture(fixture: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Record the fixture whose code runs now (keeping test and phase); return the
+    previous one for restoring.  Only the fixture is swapped back, never a whole
+    :class:`TestPhase`: a session fixture set up in one test is torn down in another."""
+    global _phase
+    with _lock:
+        previous = _phase.fixture
+        _phase = replace(_phase, fixture=fixture)
     return previous
 
 

@@ -50,12 +50,21 @@ if TYPE_CHECKING:
 
 PROTOCOLS = ("http/protobuf", "grpc")
 _PROTOCOL_VARS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+# protocol -> (module, distribution, how to get it).  OTLP/HTTP is a dependency of
+# depstrace, so only a damaged environment lacks it; gRPC is the otlp extra.
 _PACKAGES = {
     "http/protobuf": (
         "opentelemetry.exporter.otlp.proto.http",
         "opentelemetry-exporter-otlp-proto-http",
+        "it is a dependency of depstrace, so this environment is incomplete: reinstall "
+        "with: pip install --force-reinstall depstrace",
     ),
-    "grpc": ("opentelemetry.exporter.otlp.proto.grpc", "opentelemetry-exporter-otlp-proto-grpc"),
+    "grpc": (
+        "opentelemetry.exporter.otlp.proto.grpc",
+        "opentelemetry-exporter-otlp-proto-grpc",
+        "install it with: pip install 'depstrace[otlp]' (or use "
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, which needs nothing more)",
+    ),
 }
 DEFAULT_SERVICE_NAME = "depstrace"
 _SCHEDULE_DELAY_MS = 500  # export during the run, so a dead collector is known before the end
@@ -94,11 +103,10 @@ class ExportSettings:
         endpoint = _endpoint(environ, protocol)
         missing = None
         if exporter == "otlp":
-            module, distribution = _PACKAGES[protocol]
+            module, distribution, remedy = _PACKAGES[protocol]
             if not _importable(module):
                 missing = (
-                    f"the OTLP exporter for {protocol} ({distribution}) is not installed; "
-                    "install it with: pip install 'depstrace[otlp]'"
+                    f"the OTLP exporter for {protocol} ({distribution}) is not installed; {remedy}"
                 )
                 if explicit:
                     raise ConfigurationError(f"DEPSTRACE_EXPORTER=otlp but {missing}")

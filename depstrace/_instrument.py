@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from depstrace import _callables, _config, _failopen
+from depstrace import _callables, _config, _envorigin, _failopen
 from depstrace._patching import PatchRegistry
 from depstrace._session import TraceSession, active_session, set_active_session
 from depstrace._testdb import TestDatabaseRule
+from depstrace._words import SCRIPT_WORDS, SERVER_WORDS, TEST_WORDS, XDIST_WORKER_WORDS
 
 _patches: PatchRegistry | None = None
 _UNSET: Any = object()
+
+Runner = Literal["pytest", "xdist_worker", "server", "script"]
+_WORDS = {
+    "pytest": TEST_WORDS,
+    "xdist_worker": XDIST_WORKER_WORDS,
+    "server": SERVER_WORDS,
+    "script": SCRIPT_WORDS,
+}
 
 
 def instrument(
@@ -26,10 +35,28 @@ def instrument(
     :func:`depstrace.assert_all_resolved_to_test_db`; default ``DEPSTRACE_TEST_DB``).
     Calling it again while instrumented returns the running session unchanged.
     """
+    return start(trace_file=trace_file, test_db=test_db, runner="script")
+
+
+def start(
+    *,
+    trace_file: str | os.PathLike[str] | None = _UNSET,
+    test_db: Any = None,
+    runner: Runner,
+) -> TraceSession:
+    """:func:`instrument` for what runs the app.
+
+    ``"pytest"`` (the plugin; ``"xdist_worker"`` in a pytest-xdist worker):
+    the end-of-run account is the output, so depstrace's own log lines stay
+    off unless ``DEPSTRACE_LOG_LEVEL`` asks;
+    ``"server"`` (``depstrace run``): findings speak of requests and the
+    server process, not tests and fixtures; ``"script"``: anything else.
+    """
     global _patches
     running = active_session()
     if running is not None:
         return running
+    _envorigin.snapshot()  # the pytest plugin took it earlier, when pytest loaded it
     rule = (
         TestDatabaseRule.from_env(os.environ)
         if test_db is None
@@ -38,17 +65,22 @@ def instrument(
     path = _config.trace_file() if trace_file is _UNSET else trace_file
     from depstrace.logs import LogObserver
 
-    log_observer = LogObserver.from_env()  # checks DEPSTRACE_LOG_* before a line is written
+    # Checks DEPSTRACE_LOG_* before a line is written.
+    log_observer = LogObserver.from_env(quiet=runner in ("pytest", "xdist_worker"))
     from depstrace.spans import SpanObserver
 
     span_observer = SpanObserver.from_env()  # checks DEPSTRACE_EXPORTER, OTEL_* the same way
-    session = TraceSession(trace_file=None if path is None else Path(path), rule=rule)
+    session = TraceSession(
+        trace_file=None if path is None else Path(path), rule=rule, words=_WORDS[runner]
+    )
     patches = PatchRegistry()
     try:
         from depstrace import fastapi, sqlalchemy, stores
 
         sqlalchemy.registry.on_new = session.on_new_engine
-        sqlalchemy.install(patches, session.note_outside, session.note_loop_mismatch)
+        sqlalchemy.install(
+            patches, session.note_outside, session.note_loop_mismatch, session.note_outside_commit
+        )
         stores.install(patches, session.note_outside)  # drivers: now if imported, else on import
         fastapi.install(patches)
     except BaseException:
@@ -86,6 +118,7 @@ def uninstrument() -> TraceSession | None:
     sqlalchemy.uninstall()
     sqlalchemy.registry.on_new = None
     _callables.clear_cache()
+    _envorigin.forget()  # the next instrument() starts afresh
     session.close(internal_errors=sum(_failopen.internal_errors.values()))
     return session
 

@@ -30,6 +30,8 @@ class EngineInfo:
     host: str | None = None
     port: int | None = None
     env_vars: tuple[str, ...] = ()  # environment variables whose value is this URL
+    # name -> {"set": before_start | changed | during_run | None, "lines": [...]}
+    env_origins: dict[str, dict[str, Any]] = field(default_factory=dict)
     is_test: bool | None = None  # set by the session when the engine is first seen
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,6 +47,7 @@ class EngineInfo:
             "host": self.host,
             "port": self.port,
             "env_vars": list(self.env_vars),
+            "env_origins": self.env_origins,
             "created_at": self.created_at,
             "created_phase": self.created_phase,
             "created_test": self.created_test,
@@ -130,6 +133,7 @@ class RequestRecord:
     app_id: str
     app_title: str
     trace_id: str | None
+    fixture: dict[str, Any] | None = None  # {name, scope, site} of the fixture running it
     started_wall: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     root_path: str = ""  # of the outermost app, to turn mount prefixes into routes

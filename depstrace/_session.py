@@ -26,6 +26,7 @@ from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
+from depstrace._words import TEST_WORDS, Words
 from depstrace.fastapi import app_id, app_title, title_of
 from depstrace.findings import (
     LOOP_MISMATCH,
@@ -66,8 +67,11 @@ def _iso(timestamp: float) -> str:
 class TraceSession:
     """Collects request records for one instrumented run."""
 
-    def __init__(self, *, trace_file: Path | None, rule: TestDatabaseRule) -> None:
+    def __init__(
+        self, *, trace_file: Path | None, rule: TestDatabaseRule, words: Words = TEST_WORDS
+    ) -> None:
         self.rule = rule
+        self.words = words  # tests and fixtures, or requests and the server process
         self.requests: list[dict[str, Any]] = []
         self.engines: dict[str, dict[str, Any]] = {}
         self.listeners: list[Listener] = []
@@ -83,7 +87,9 @@ class TraceSession:
         self._loop_reported: set[tuple[str, str | None]] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._outside: dict[tuple[str, str | None, str], DatabaseUse] = {}
+        # Statements outside requests, by (engine, test, phase, fixture name and site).
+        self._outside: dict[tuple[str, str | None, str, str | None, str | None], DatabaseUse] = {}
+        self._outside_fixtures: dict[tuple[str | None, str | None], dict[str, Any] | None] = {}
         # pytest-xdist: the worker this process is (its records are one share of the run),
         # how many tests it ran and how many the run has; set by the pytest plugin.
         self.worker: str | None = None
@@ -137,6 +143,7 @@ class TraceSession:
             path=scope.get("root_path", "") + scope.get("path", ""),
             test=running.nodeid,
             phase=running.phase,
+            fixture=running.fixture,
             app_id=ident,
             app_title=app_title(app),
             trace_id=_current_trace_id(),
@@ -173,7 +180,7 @@ class TraceSession:
             self._check_uncommitted(record, data)
         except Exception:
             report_internal_error("session checks")
-        found = request_findings(data) + record.live_findings
+        found = request_findings(data, self.words) + record.live_findings
         data["findings"] = [f.to_dict() for f in found]
         record.calls, record.provider, record.app_objects = [], None, []  # no live refs kept
         with self._lock:
@@ -192,7 +199,7 @@ class TraceSession:
         for db in data["databases"]:
             earlier = self._discarded.pop(db["engine_id"], None)
             if earlier is not None:
-                record.live_findings.append(not_committed(where, db, earlier))
+                record.live_findings.append(not_committed(where, db, earlier, self.words))
         succeeded = record.status is not None and 200 <= record.status < 400
         for use in record.databases.values():
             if use.discarded_writes and succeeded:
@@ -211,13 +218,14 @@ class TraceSession:
             ):
                 return
             where = f"{record.method} {record.path}"
-            record.live_findings.append(loop_mismatch(where, engine_dict, detail))
+            record.live_findings.append(loop_mismatch(where, engine_dict, detail, self.words))
             return
         running = test_phase()
         if (engine.id, running.nodeid) in self._loop_reported:
             return
         self._loop_reported.add((engine.id, running.nodeid))
-        finding = loop_mismatch(f"outside any request ({running.phase})", engine_dict, detail)
+        where = f"outside any request ({running.phase})"
+        finding = loop_mismatch(where, engine_dict, detail, self.words)
         self.add_run_finding(finding.to_dict() | {"test": running.nodeid, "phase": running.phase})
 
     # -- findings tied to no request ------------------------------------------------
@@ -288,6 +296,7 @@ class TraceSession:
                     "via_original": via.original if via is not None else None,
                     "via_chain": [n.label for n in record.chain(via)] if via is not None else [],
                     "env_vars": list(engine.env_vars),
+                    "env_origins": engine.env_origins,
                     "origin": use.origin,
                     "commits": use.commits,
                     "discarded_writes": use.discarded_writes,
@@ -303,6 +312,7 @@ class TraceSession:
             "id": record.id,
             "test": record.test,
             "phase": record.phase,
+            "fixture": record.fixture,
             "kind": record.type,
             "method": record.method,
             "path": record.path,
@@ -330,22 +340,39 @@ class TraceSession:
     def note_outside(self, engine: EngineInfo, operation: str) -> None:
         """Count a statement that ran outside any request (fixture, startup, thread)."""
         running = test_phase()
-        key = (engine.id, running.nodeid, running.phase)
+        fixture = running.fixture
+        named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
+        key = (engine.id, running.nodeid, running.phase, *named)
         use = self._outside.get(key)
         if use is None:
             with self._lock:
                 use = self._outside.setdefault(key, DatabaseUse(engine))
+                self._outside_fixtures[named] = fixture
             if engine.is_test is False:
                 use.origin = describe_origin(engine.id, endpoint=None, phase="")
             if running.nodeid == self._discarded_test and engine.id in self._discarded:
                 earlier = self._discarded.pop(engine.id)
-                where = f"the {running.phase} phase of {running.nodeid}, outside any request,"
-                finding = not_committed(where, {"engine_id": engine.id, "url": engine.url}, earlier)
+                where = (
+                    f"the {running.phase} phase of {running.nodeid}, outside any request,"
+                    if running.nodeid
+                    else f"code outside any request ({running.phase})"
+                )
+                engine_dict = {"engine_id": engine.id, "url": engine.url}
+                finding = not_committed(where, engine_dict, earlier, self.words)
                 self.add_run_finding(
                     finding.to_dict() | {"test": running.nodeid, "phase": running.phase}
                 )
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
+
+    def note_outside_commit(self, engine: EngineInfo) -> None:
+        """Count a commit outside any request on the statements counted there."""
+        running = test_phase()
+        fixture = running.fixture
+        named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
+        use = self._outside.get((engine.id, running.nodeid, running.phase, *named))
+        if use is not None:
+            use.commits += 1
 
     def flush(self) -> None:
         """Write pending ``outside_request`` records and flush the file (after each test)."""
@@ -357,26 +384,30 @@ class TraceSession:
         """Write ``outside_request`` records for the statements counted so far."""
         with self._lock:
             pending, self._outside = self._outside, {}
-        for (_, test, phase), use in pending.items():
+        for (_, test, phase, *named), use in pending.items():
             data = {
                 "type": "outside_request",
                 "schema": SCHEMA,
                 "test": test,
                 "phase": phase,
+                "fixture": self._outside_fixtures.get((named[0], named[1])),
                 "engine_id": use.engine.id,
                 "url": use.engine.url,
                 "is_test": self.is_test(use.engine),
                 "statements": use.statements,
                 "operations": dict(use.operations),
+                "commits": use.commits,
                 "origin": use.origin,
                 "created_at": use.engine.created_at,
                 "created_phase": use.engine.created_phase,
             }
             self._write(data)
             if not data["is_test"] and not set(use.operations) <= ADMIN_OPERATIONS:
-                finding = outside_request(data)
+                finding = outside_request(data, self.words)
                 self.add_run_finding(
-                    finding.to_dict() | {"test": test, "phase": phase, "url": use.engine.url}
+                    finding.to_dict()
+                    | {"test": test, "phase": phase, "url": use.engine.url}
+                    | {k: data[k] for k in ("fixture", "operations", "commits")}
                 )
 
     # -- other processes of the run ----------------------------------------------------

@@ -1,10 +1,12 @@
-"""``depstrace``: the command line (``depstrace report`` reads trace files as one run)."""
+"""``depstrace``: the command line (``report`` reads trace files as one run; ``run``,
+``doctor``, ``explain``)."""
 
 from __future__ import annotations
 
 import argparse
 import glob
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[str(DEFAULT_TRACE_FILE)],
         help=f"trace file or glob (default: {DEFAULT_TRACE_FILE})",
     )
+    report.add_argument(
+        "-v", "--verbose", action="store_true", help="one paragraph per request, not per cause"
+    )
     run = commands.add_parser(
         "run",
         help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
@@ -60,20 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Python process it starts is traced, and the account is printed on stderr at exit.",
     )
     run.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]")
-    from depstrace import doctor
+    from depstrace import doctor, explain
 
     doctor.add_parser(commands)
+    explain.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor.run(args)
+    if args.command == "explain":
+        return explain.run(args)
     if args.command == "run":
         from depstrace.launcher import run as run_command
 
         return run_command(args.command_line)
-    return _report(args.files)
+    return _report(args.files, verbose=args.verbose)
 
 
-def _report(patterns: Sequence[str]) -> int:
+def _report(patterns: Sequence[str], *, verbose: bool = False) -> int:
     """``depstrace report``: the account of ``patterns`` (files and globs) as one run."""
     paths: dict[str, None] = {}  # each file once, in the order given
     unmatched = []
@@ -100,6 +108,8 @@ def _report(patterns: Sequence[str]) -> int:
         rule=run.rule,
         run_findings=run.run_findings,
         problems=run.problems,
+        verbosity=1 if verbose else 0,
+        width=shutil.get_terminal_size().columns,
     )
     try:
         for line in [*lines, *run.notes]:

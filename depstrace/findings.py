@@ -1,13 +1,16 @@
 """Rules that turn what a request did into findings with a code, message and hint.
 
 Codes are stable (users search for them in Jaeger and grep for them in CI
-logs); the list lives in DESIGN.md §2 and docs/format.md.
+logs); the list lives in DESIGN.md §2 and docs/format.md, and each has a page
+in docs/findings/ that ``depstrace explain CODE`` prints.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from depstrace._words import TEST_WORDS, Words
 
 WRONG_DB = "WRONG_DB"
 DI_BYPASS = "DI_BYPASS"
@@ -25,14 +28,12 @@ DUPLICATE_SESSION = "DUPLICATE_SESSION"
 # are found while the request runs and kept as they are when a record is re-judged.
 RECORD_CODES = frozenset({WRONG_DB, DI_BYPASS, ENGINE_FROM_ENV, DUPLICATE_SESSION})
 
-DOCS = "docs/findings/{code}.md"
 
-
-_BYPASS_HINT = (
-    "Take the session from a dependency (Depends(get_db)) and pass it on instead of "
-    "opening it from a module-level engine, or point that engine at the test database "
-    "in a fixture."
-)
+def _bypass_hint(words: Words) -> str:
+    return (
+        "Take the session from a dependency (Depends(get_db)) and pass it on instead of "
+        f"opening it from a module-level engine, or {words.point_engine}."
+    )
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,14 @@ class Finding:
         }
 
 
-def request_findings(request: dict[str, Any]) -> list[Finding]:
+def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list[Finding]:
     """Findings computed from one closed request dict whose databases carry ``is_test``."""
     findings: list[Finding] = []
     where = f"{request['method']} {request['path']}"
     for db in request["databases"]:
         if db["is_test"]:
             continue
-        findings.append(_wrong_db(where, db))
+        findings.append(_wrong_db(where, db, words))
         if db["via"] is None:
             origin = db.get("origin")
             source = f" It was reached from {origin}." if origin else ""
@@ -78,34 +79,29 @@ def request_findings(request: dict[str, Any]) -> list[Finding]:
                         "service or a background task), so app.dependency_overrides cannot "
                         f"replace it.{source}"
                     ),
-                    hint=_BYPASS_HINT,
+                    hint=_bypass_hint(words),
                     engine_id=db["engine_id"],
                 )
             )
         if db.get("env_vars"):
-            findings.append(_from_env(where, db))
+            findings.append(_from_env(where, db, words))
     findings.extend(_duplicate_sessions(where, request["dependencies"]))
     return findings
 
 
-def _wrong_db(where: str, db: dict[str, Any]) -> Finding:
+def _wrong_db(where: str, db: dict[str, Any], words: Words) -> Finding:
     engine = f"engine {db['engine_id']}{_created(db)}"
     if db["via"] is not None:
         provider = f"through dependency {db['via']!r} ({db['via_callable']})"
-        hint = (
-            f"Override {db['via_original']} on the app that serves {where}, or build "
-            "its engine from the test configuration; if this database is in fact a "
-            "test database, say so with DEPSTRACE_TEST_DB."
-        )
+        hint = words.wrong_db_fix.format(original=db["via_original"], where=where)
     else:
         provider = "through no dependency of this request"
-        hint = _BYPASS_HINT
+        hint = _bypass_hint(words)
     early = ""
     if db["via"] is not None and db.get("created_phase") in ("import", "startup", "collection"):
         early = (
-            f". The engine was built at {db['created_phase']} time, before any fixture "
-            "could apply the test configuration: create it lazily (a cached factory) or "
-            "from settings read in a fixture"
+            f". The engine was built at {db['created_phase']} time, {words.too_early}: "
+            f"create it lazily (a cached factory) or {words.build_later}"
         )
     return Finding(
         code=WRONG_DB,
@@ -119,23 +115,39 @@ def _wrong_db(where: str, db: dict[str, Any]) -> Finding:
     )
 
 
-def _from_env(where: str, db: dict[str, Any]) -> Finding:
+def _from_env(where: str, db: dict[str, Any], words: Words) -> Finding:
     names = ", ".join(f"${name}" for name in db["env_vars"])
+    origins = db.get("env_origins") or {}
+    told = [_env_origin(name, origins[name], words) for name in db["env_vars"] if name in origins]
+    # A trace written before origins were recorded: say what is known in general.
+    why = "".join(f". {s}" for s in told if s) or (
+        ". The environment (a CI secret, a .env file, the shell) won over the "
+        "configuration meant for this run"
+    )
     return Finding(
         code=ENGINE_FROM_ENV,
         severity="error",
         message=(
             f"{where}: engine {db['engine_id']} ({db['url']}{_created(db)}) was built from "
-            f"the environment: {names} holds exactly this URL (value not shown). An exported "
-            "variable (a CI secret, a .env file, the shell) won over the test configuration"
+            f"the environment: {names} holds exactly this URL (value not shown){why}"
         ),
-        hint=(
-            f"Unset or override {names} for the test run (monkeypatch.setenv in a "
-            "conftest before the settings are built, or set it in pytest's env), and "
-            "build settings and engines after the test configuration is applied."
-        ),
+        hint=words.env_fix.format(names=names, name=db["env_vars"][0]),
         engine_id=db["engine_id"],
     )
+
+
+def _env_origin(name: str, origin: dict[str, Any], words: Words) -> str:
+    """One sentence: when ``$name`` got its value, and the lines that set it."""
+    when = {
+        "before_start": f"${name} was already set when {words.started} (exported by the "
+        "shell, a CI job or a process manager) and kept that value",
+        "changed": f"${name} was set when {words.started} and changed since",
+        "during_run": f"${name} was not set when {words.started}: the run set it",
+    }.get(origin.get("set") or "", "")
+    lines = "; ".join(f"{line['at']} {line['how']}" for line in origin.get("lines", []))
+    if lines:
+        return f"{when}; {lines}" if when else f"${name}: {lines}"
+    return when
 
 
 def _duplicate_sessions(where: str, dependencies: list[dict[str, Any]]) -> list[Finding]:
@@ -173,28 +185,42 @@ def _duplicate_sessions(where: str, dependencies: list[dict[str, Any]]) -> list[
     return findings
 
 
-def outside_request(use: dict[str, Any]) -> Finding:
+def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
     """``DB_OUTSIDE_REQUEST`` for statements on a non-test engine outside any request."""
     test = use["test"] or "no test"
     origin = f" Reached from {use['origin']}." if use.get("origin") else ""
+    fixture = use.get("fixture")
+    if fixture is not None:
+        # A session- or module-scoped fixture runs in whichever test first needs it
+        # (or last, for teardown): name the fixture, not that test.
+        stage = "teardown" if use["phase"] == "teardown" else "setup"
+        when = f"during the {stage} of {describe_fixture(fixture)}"
+        if fixture["scope"] == "function":
+            when += f" for {test}"
+        who = f"{when}: that fixture used a non-test database directly."
+    else:
+        who = words.outside.format(phase=use["phase"], test=test)
     return Finding(
         code=DB_OUTSIDE_REQUEST,
         severity="error",
         message=(
             f"{_count(use['statements'])} ran on {use['url']} (engine {use['engine_id']}"
-            f"{_created(use)}) outside any request, during the {use['phase']} phase of "
-            f"{test}: a fixture, the app's lifespan/startup or a thread used a non-test "
-            f"database directly.{origin}"
+            f"{_created(use)}) outside any request, {who}{origin}"
         ),
-        hint=(
-            "Point the engine used by fixtures and startup code at the test database "
-            "(the same override the routes get), or create it from the test configuration."
-        ),
+        hint=words.outside_fix,
         engine_id=use["engine_id"],
     )
 
 
-def loop_mismatch(where: str, engine: dict[str, Any], detail: str) -> Finding:
+def describe_fixture(fixture: dict[str, Any]) -> str:
+    """``session-scoped fixture 'db' (tests/conftest.py:12)``: how messages name a fixture."""
+    site = f" ({fixture['site']})" if fixture.get("site") else ""
+    return f"{fixture['scope']}-scoped fixture {fixture['name']!r}{site}"
+
+
+def loop_mismatch(
+    where: str, engine: dict[str, Any], detail: str, words: Words = TEST_WORDS
+) -> Finding:
     """``LOOP_MISMATCH`` for a pooled async connection checked out on another event loop."""
     return Finding(
         code=LOOP_MISMATCH,
@@ -204,30 +230,24 @@ def loop_mismatch(where: str, engine: dict[str, Any], detail: str) -> Finding:
             f"{detail}. Async drivers bind connections to the loop that created them; "
             "expect 'attached to a different loop' or 'another operation is in progress'"
         ),
-        hint=(
-            "Create the async engine per event loop (in a fixture or the app's lifespan) "
-            "or use poolclass=NullPool in tests, and dispose it when its loop ends; keep "
-            "one TestClient (one loop) per engine."
-        ),
+        hint=words.loop_fix,
         engine_id=engine["engine_id"],
     )
 
 
-def not_committed(where: str, engine: dict[str, Any], earlier: str) -> Finding:
+def not_committed(
+    where: str, engine: dict[str, Any], earlier: str, words: Words = TEST_WORDS
+) -> Finding:
     """``SESSION_NOT_COMMITTED``: a request reads what an earlier one wrote and rolled back."""
     return Finding(
         code=SESSION_NOT_COMMITTED,
         severity="error",
         message=(
             f"{where} ran statements on engine {engine['engine_id']} ({engine['url']}) "
-            f"after {earlier} of the same test wrote to it and its transaction was rolled "
-            "back without a commit: the data the test expects to persist was never saved"
+            f"after {earlier}{words.same_scope} wrote to it and its transaction was rolled "
+            f"back without a commit: {words.lost}"
         ),
-        hint=(
-            "Commit in the route or in the session dependency after a successful yield "
-            "(session.commit()), or use a rollback fixture that joins the test's outer "
-            "transaction (join_transaction_mode='create_savepoint')."
-        ),
+        hint=words.commit_fix,
         engine_id=engine["engine_id"],
     )
 

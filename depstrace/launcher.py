@@ -149,13 +149,13 @@ def bootstrap(environ: Mapping[str, str] = os.environ) -> TraceSession | None:
             return None
         path = _config.trace_file(environ)
         main = environ.get(RUN_PID_VAR, str(os.getpid())) == str(os.getpid())
-        from depstrace._instrument import instrument
+        from depstrace._instrument import start
 
         if main:
-            session = instrument(trace_file=path)
+            session = start(trace_file=path, runner="server")
         else:  # a worker or a helper: its own file, and only if it has something to say
             path = _per_process(path, os.getpid())
-            session = instrument(trace_file=None)
+            session = start(trace_file=None, runner="server")
             session.writer = _LazyWriter(path)
             session.writer.write(session.session_record())
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
@@ -299,11 +299,20 @@ class _Launched:
                 internal_errors=sum(_failopen.internal_errors.values()),
                 rule=self.session.rule.describe(),
                 run_findings=list(self.session.run_findings),
+                width=_width(),
             )
             for line in [*lines, *notes]:
                 _say(line)
         except Exception:
             report_internal_error("launcher (exit)")
+
+
+def _width() -> int | None:
+    """The terminal's width when the account goes to one (or COLUMNS says it), else
+    None: a server's log file keeps each line whole."""
+    if "COLUMNS" in os.environ or sys.stderr.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _handle_sigterm(state: _Launched) -> None:

@@ -14,8 +14,11 @@ configures it after depstrace started) they go through
 through a private logger that never touches the global configuration: console
 lines on stderr (colours in a terminal), or JSON lines with
 ``DEPSTRACE_LOG_FORMAT=json``.  ``DEPSTRACE_LOG_LEVEL`` (default ``warning``)
-decides which events depstrace produces at all, so a normal test run only shows
-findings, and pytest captures those per test.  Keys are chosen so that
+decides which events depstrace produces at all.  Under pytest the end-of-run
+account is the output: unless ``DEPSTRACE_LOG_LEVEL`` is set, the private
+logger stays silent there (a finding would otherwise show up a third time, in
+the failing test's captured stderr), while an app's own structlog
+configuration still receives the findings.  Keys are chosen so that
 ``structlog.stdlib`` users can pass them as ``extra`` (no ``name``, ``message``,
 ``module``...: :class:`logging.LogRecord` refuses those).
 
@@ -121,10 +124,18 @@ class LogSettings:
 
     level: int
     format: str  # "console" or "json"; used only when the app has no structlog config
+    # Whether the private logger (no app structlog config) writes to stderr at all.
+    stderr: bool = True
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> LogSettings:
-        """Read and check both variables; a bad value raises :class:`ConfigurationError`."""
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, quiet: bool = False
+    ) -> LogSettings:
+        """Read and check both variables; a bad value raises :class:`ConfigurationError`.
+
+        ``quiet`` (the pytest plugin's default) keeps the private stderr logger
+        silent unless ``DEPSTRACE_LOG_LEVEL`` is set: the account says it all.
+        """
         raw_level = environ.get("DEPSTRACE_LOG_LEVEL", "").strip()
         level = raw_level.lower() or DEFAULT_LEVEL
         if level not in LEVELS:
@@ -140,7 +151,7 @@ class LogSettings:
                 f"DEPSTRACE_LOG_FORMAT={raw_format!r} is not a valid format. Set it to "
                 "json (one JSON object per line) or console (the default), or unset it."
             )
-        return cls(level=LEVELS[level], format=fmt)
+        return cls(level=LEVELS[level], format=fmt, stderr=bool(raw_level) or not quiet)
 
 
 class _StderrLogger:
@@ -211,9 +222,12 @@ class LogObserver(Observer):
         self._own_logger: Any = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> LogObserver:
-        """An observer configured by ``DEPSTRACE_LOG_LEVEL`` / ``DEPSTRACE_LOG_FORMAT``."""
-        return cls(LogSettings.from_env(environ))
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, quiet: bool = False
+    ) -> LogObserver:
+        """An observer configured by ``DEPSTRACE_LOG_LEVEL`` / ``DEPSTRACE_LOG_FORMAT``
+        (``quiet``: see :meth:`LogSettings.from_env`)."""
+        return cls(LogSettings.from_env(environ, quiet=quiet))
 
     def _logger(self) -> Any:
         if structlog.is_configured():
@@ -221,6 +235,10 @@ class LogObserver(Observer):
         if self._own_logger is None:
             self._own_logger = _private_logger(self.settings)
         return self._own_logger
+
+    def _silent(self) -> bool:
+        """Nobody would read an event: the private logger is off and the app has none."""
+        return not self.settings.stderr and not structlog.is_configured()
 
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         getattr(self._logger(), _METHODS[level])(event, **fields)
@@ -230,6 +248,8 @@ class LogObserver(Observer):
         threshold = self.settings.level
         if threshold > logging.ERROR or (threshold > logging.INFO and not data["findings"]):
             return  # the common case under pytest: nothing to say, nothing built
+        if self._silent():
+            return
         trace_id, span_id = record.trace_id or data.get("trace_id"), request_span_id(record)
         ids = {"request_id": data["id"], "test": data["test"]}
         trace = {"trace_id": trace_id, "span_id": span_id}
@@ -247,7 +267,7 @@ class LogObserver(Observer):
     def run_finding(self, data: dict[str, Any]) -> None:
         """Log a finding tied to no request (an override leak, a statement outside one)."""
         level = _finding_level(data)
-        if level < self.settings.level:
+        if level < self.settings.level or self._silent():
             return
         fields = {
             "request_id": None,

@@ -13,6 +13,7 @@ the one account of the run.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -21,8 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from depstrace import _config
-from depstrace._context import TestPhase, restore_test_phase, set_test_phase
+from depstrace import _config, _envorigin
+from depstrace._context import TestPhase, restore_test_phase, set_fixture, set_test_phase
+
+# What the environment held before any conftest or early hook (pytest-env's
+# pytest_load_initial_conftests) could change it: hashes only, see _envorigin.
+_envorigin.snapshot()
 
 if TYPE_CHECKING:
     from depstrace._session import TraceSession
@@ -85,6 +90,7 @@ def pytest_load_initial_conftests(
         namespace = early_config.known_args_namespace
         enabled = enabled or bool(getattr(namespace, "depstrace", False))
         if not enabled:
+            _envorigin.forget()  # disabled: keep nothing
             return
         option = getattr(namespace, "depstrace_file", None)
         trace_file = Path(option) if option else _config.trace_file(root=early_config.rootpath)
@@ -92,10 +98,12 @@ def pytest_load_initial_conftests(
         worker = os.environ.get("PYTEST_XDIST_WORKER") or None
         if worker:
             trace_file = _worker_file(trace_file, worker)
-        from depstrace._instrument import instrument
+        from depstrace._instrument import start
 
+        if early_config.inipath is not None:  # pytest-env's `env` lines live there
+            _envorigin.note_config_files([early_config.inipath])
         previous = set_test_phase(None, "startup")
-        session = instrument(trace_file=trace_file)
+        session = start(trace_file=trace_file, runner="xdist_worker" if worker else "pytest")
         session.worker = worker
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
@@ -246,14 +254,42 @@ def _merge_workers(state: _PluginState) -> None:
 def pytest_fixture_setup(
     fixturedef: Any, request: pytest.FixtureRequest
 ) -> Generator[None, Any, None]:
-    """Attribute overrides a fixture registers to that fixture's scope."""
+    """Attribute overrides a fixture registers to that fixture's scope, and what its
+    setup and teardown run (statements, requests) to the fixture itself."""
     state = request.config.stash.get(_state_key, None)
     if state is None:
         yield
         return
+    try:
+        fixture = _fixture_info(fixturedef)
+    except Exception:  # a fixture object pytest may change: never fail its setup
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("fixture attribution")
+        fixture = None
+    # Finalizers run last-in first-out: this one, added before the fixture's own
+    # teardown is, runs after it and puts back what the one added below replaced.
+    replaced: list[dict[str, Any] | None] = []  # what the teardown's fixture replaced
+    fixturedef.addfinalizer(lambda: replaced and set_fixture(replaced.pop()))
     _snapshot(state)
-    yield
+    previous = set_fixture(fixture)
+    try:
+        yield
+    finally:
+        set_fixture(previous)
     _snapshot(state, fixturedef.scope)
+    fixturedef.addfinalizer(lambda: replaced.append(set_fixture(fixture)))
+
+
+def _fixture_info(fixturedef: Any) -> dict[str, Any]:
+    """``{name, scope, site}`` of a fixture; ``site`` is the ``file:line`` of its function."""
+    from depstrace._callables import shorten_path
+
+    site = None
+    code = getattr(inspect.unwrap(fixturedef.func), "__code__", None)
+    if code is not None:
+        site = f"{shorten_path(code.co_filename)}:{code.co_firstlineno}"
+    return {"name": fixturedef.argname, "scope": fixturedef.scope, "site": site}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -332,6 +368,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         rule=run.rule,
         run_findings=run.run_findings,
         problems=run.problems,
+        verbosity=config.getoption("verbose"),
+        width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
     ):
         terminalreporter.write_line(line)
     for line in run.notes:

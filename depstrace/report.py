@@ -11,6 +11,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from depstrace.account import (
+    Tally,
+    fit,
+    group_offenders,
+    label_of,
+    other_findings,
+    plural,
+    render_groups,
+    render_others,
+    writes_lines,
+)
 from depstrace.findings import RECORD_CODES, request_findings
 
 Record = dict[str, Any]
@@ -37,16 +48,7 @@ def describe_request(request: Record) -> list[str]:
     if request.get("route") and request["route"] != request["path"]:
         head += f"  (route {request['route']})"
     lines = [head]
-    app = request["app"]
-    provider = request.get("provider")
-    served = f"app {app['title']!r} [{app['id']}]"
-    outer = [a for a in request.get("apps", []) if a["id"] != app["id"]]
-    if outer:
-        served += " mounted in " + " in ".join(
-            f"{a['title']!r} [{a['id']}]" for a in reversed(outer)
-        )
-    if provider and provider["id"] != app["id"]:
-        served += f", overrides read from {provider['title']!r} [{provider['id']}]"
+    served = served_by(request)
     if request.get("endpoint"):
         served += f", endpoint {request['endpoint']}"
     lines.append(f"  served by  {served}")
@@ -63,12 +65,36 @@ def describe_request(request: Record) -> list[str]:
             f"  database   {db['url']}  [engine {db['engine_id']}, {created}; "
             f"{db['statements']} statement{'s' if db['statements'] != 1 else ''}]"
         )
+        tally = Tally()
+        tally.add(db.get("operations"), db.get("commits"))
+        if tally.writes:  # writes first: the one fact that turns a leak into damage
+            lines.append(f"  writes     {tally.describe().partition('writes ')[2]}")
         lines.append(f"  via        {_chain(db, deps)}")
     for finding in request["findings"]:
         lines.append(f"  {finding['code']:<10} {finding['message']}")
     hints = dict.fromkeys(f["hint"] for f in request["findings"])
     lines.extend(f"  fix        {hint}" for hint in hints)
     return lines
+
+
+def served_by(request: Record) -> str:
+    """``app 'shop-admin' [app2] mounted in 'shop' [app1]``, and where overrides were read."""
+    app = request["app"]
+    provider = request.get("provider")
+    served = f"app {app['title']!r} [{app['id']}]"
+    outer = [a for a in request.get("apps", []) if a["id"] != app["id"]]
+    if outer:
+        served += " mounted in " + " in ".join(
+            f"{a['title']!r} [{a['id']}]" for a in reversed(outer)
+        )
+    if provider and provider["id"] != app["id"]:
+        served += f", overrides read from {provider['title']!r} [{provider['id']}]"
+    return served
+
+
+def chain_of(db: Record, request: Record) -> str:
+    """How ``request`` got ``db``: the dependency chain with override status."""
+    return _chain(db, {d["id"]: d for d in request["dependencies"]})
 
 
 def _chain(db: Record, deps: dict[int, Record]) -> str:
@@ -100,8 +126,7 @@ CAUSES = {
     "a later test",
     "OVERRIDE_UNUSED": "an override no request ever consulted",
     "ENGINE_FROM_ENV": "an engine was built from an exported environment variable",
-    "DB_OUTSIDE_REQUEST": "fixtures, startup or threads used a non-test database "
-    "outside any request",
+    "DB_OUTSIDE_REQUEST": "a non-test database was used outside any request",
     "LOOP_MISMATCH": "a pooled async connection was reused on another event loop",
     "SESSION_NOT_COMMITTED": "writes were rolled back although a later request expected them",
     "DUPLICATE_SESSION": "one request opened several sessions from one dependency",
@@ -174,7 +199,7 @@ def headline(judged: Verdict, trace_file: str | None = None) -> str:
     """
     where = f" Trace: {trace_file}" if trace_file else ""
     if judged.offending:
-        tests = f", in {_plural(judged.offending_tests, 'test')}" if judged.offending_tests else ""
+        tests = f", in {plural(judged.offending_tests, 'test')}" if judged.offending_tests else ""
         return (
             f"depstrace: {judged.offending} of {judged.requests} requests reached a non-test "
             f"database{tests}.{where}"
@@ -183,8 +208,8 @@ def headline(judged: Verdict, trace_file: str | None = None) -> str:
         said = "depstrace: no requests recorded"
     else:
         # Requests outside tests (a dev server under depstrace run) are in no test.
-        tests = f" in {_plural(judged.tests, 'test')}" if judged.tests else ""
-        said = f"depstrace: {_plural(judged.requests, 'request')}{tests}"
+        tests = f" in {plural(judged.tests, 'test')}" if judged.tests else ""
+        said = f"depstrace: {plural(judged.requests, 'request')}{tests}"
         if judged.with_database:
             said += ", all on test databases"
         else:
@@ -192,19 +217,15 @@ def headline(judged: Verdict, trace_file: str | None = None) -> str:
     buts = []
     if judged.errors:
         count = sum(judged.errors.values())
-        buts.append(f"{_plural(count, 'error finding')} ({', '.join(judged.errors)})")
+        buts.append(f"{plural(count, 'error finding')} ({', '.join(judged.errors)})")
     if judged.damaged:
         buts.append("an incomplete trace")
     if buts:
         return f"{said}, but {' and '.join(buts)} below.{where}"
     if judged.warnings:
         count = sum(judged.warnings.values())
-        said += f"; {_plural(count, 'warning')} ({', '.join(judged.warnings)}) below"
+        said += f"; {plural(count, 'warning')} ({', '.join(judged.warnings)}) below"
     return f"{said}.{where}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def summary_lines(
@@ -215,43 +236,68 @@ def summary_lines(
     rule: str | None = None,
     run_findings: Sequence[Record] = (),
     problems: Sequence[str] = (),
+    verbosity: int = 0,
+    width: int | None = None,
 ) -> list[str]:
-    """The end-of-run account: the headline and any damage to the trace, each offender
-    by test, the other findings, and why (every finding code that fired, with its docs page)."""
+    """The end-of-run account, fitted to ``width`` columns (None: unwrapped).
+
+    Writes to a non-test database come first, then the headline (:func:`headline`)
+    and ``problems``, what was wrong with the trace files.  By default the
+    offenders are grouped by cause (:mod:`depstrace.account`); ``verbosity`` 1 or
+    more (``pytest -v``, ``depstrace report --verbose``) gives one paragraph per
+    request instead, and -1 or less (``pytest -q``) one line per group.  Every
+    account that found something ends by saying why: each finding code that
+    fired, with its count and docs page.
+    """
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
-    lines = [headline(verdict(requests, run_findings, damaged=bool(problems)), trace_file)]
+    lines = writes_lines(requests, run_findings)
+    lines.append(headline(verdict(requests, run_findings, damaged=bool(problems)), trace_file))
     lines.extend(problems)
-    if bad:
-        bad_tests: dict[str | None, list[Record]] = {}
-        for request in bad:
-            bad_tests.setdefault(request["test"], []).append(request)
-        if rule:
-            lines.append(f"test database rule: {rule}")
-        for test, test_requests in bad_tests.items():
-            lines.append("")
-            lines.append(test or "(outside any test)")
-            for request in test_requests:
-                lines.extend("  " + line for line in describe_request(request))
-    if noted or run_findings:
-        lines.append("")
-        lines.append("other findings:")
-        for request in noted:
-            head = f"{request['method']} {request['path']} -> {request['status']}"
-            lines.append(f"  {request['test'] or '(outside any test)'}: {head}")
-            lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
-            hints = dict.fromkeys(f["hint"] for f in request["findings"])
-            lines.extend(f"    fix  {hint}" for hint in hints)
-        for finding in run_findings:
-            lines.append(f"  {finding.get('test') or '(outside any test)'}:")
-            lines.append(f"    {finding['code']}  {finding['message']}")
-            lines.append(f"    fix  {finding['hint']}")
-    lines.extend(_why([*bad, *noted], run_findings))
+    if bad and rule:
+        lines.append(f"test database rule: {rule}")
+    if verbosity > 0:
+        lines.extend(_per_request(bad, noted, run_findings))
+    else:
+        quiet = verbosity < 0
+        lines.extend(render_groups(group_offenders(bad, chain_of), served_by, quiet=quiet))
+        lines.extend(render_others(other_findings(requests, run_findings), quiet=quiet))
+    if verbosity >= 0:
+        lines.extend(_why([*bad, *noted], run_findings))
     if internal_errors:
         lines.append(
             f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete "
             "(see the 'depstrace' logger)."
         )
+    return fit(lines, width)
+
+
+def _per_request(
+    bad: Sequence[Record], noted: Sequence[Record], run_findings: Sequence[Record]
+) -> list[str]:
+    """Each offending request's paragraph under its test, then the other findings."""
+    lines: list[str] = []
+    bad_tests: dict[str, list[Record]] = {}
+    for request in bad:
+        bad_tests.setdefault(label_of(request), []).append(request)
+    for test, test_requests in bad_tests.items():
+        lines.append("")
+        lines.append(test)
+        for request in test_requests:
+            lines.extend("  " + line for line in describe_request(request))
+    if noted or run_findings:
+        lines.append("")
+        lines.append("other findings:")
+        for request in noted:
+            head = f"{request['method']} {request['path']} -> {request['status']}"
+            lines.append(f"  {label_of(request)}: {head}")
+            lines.extend(f"    {f['code']}  {f['message']}" for f in request["findings"])
+            hints = dict.fromkeys(f["hint"] for f in request["findings"])
+            lines.extend(f"    fix  {hint}" for hint in hints)
+        for finding in run_findings:
+            lines.append(f"  {label_of(finding)}:")
+            lines.append(f"    {finding['code']}  {finding['message']}")
+            lines.append(f"    fix  {finding['hint']}")
     return lines
 
 
@@ -269,5 +315,5 @@ def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str
     for code, n in counts.items():
         label = f"{code} x{n}"
         cause = CAUSES.get(code, "see the docs")
-        lines.append(f"  {label:<{width}}  {cause} (docs/findings/{code}.md)")
+        lines.append(f"  {label:<{width}}  {cause} (depstrace explain {code})")
     return lines

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from depstrace._context import current_request, test_phase
+from depstrace._envorigin import origin as env_origin
 from depstrace._failopen import report_internal_error
 from depstrace._origin import describe_origin
 from depstrace._records import EngineInfo, RequestRecord
@@ -83,6 +84,7 @@ class EngineRegistry:
             if known is not None:
                 return known
             url = engine.url
+            names = env_vars_for(url)
             info = EngineInfo(
                 id=f"e{next(self._counter)}",
                 url=redact_url(url),
@@ -94,7 +96,9 @@ class EngineRegistry:
                 created_test=created_test,
                 host=url.host or None,
                 port=url.port,
-                env_vars=env_vars_for(url),
+                env_vars=names,
+                # Rare (a variable holds this very URL): worth a look at where it came from.
+                env_origins={name: env_origin(name) for name in names},
             )
             key = id(engine)
 
@@ -154,6 +158,8 @@ registry = EngineRegistry()
 
 OutsideSink = Callable[[EngineInfo, str], None]
 _outside_sink: OutsideSink | None = None
+CommitSink = Callable[[EngineInfo], None]
+_outside_commit_sink: CommitSink | None = None
 
 
 def _operation(statement: str) -> str:
@@ -238,6 +244,10 @@ def _transaction_event(kind: str) -> Callable[..., None]:
         try:
             record = current_request.get()
             if record is None:
+                if kind == "commit" and _outside_commit_sink is not None:
+                    info = registry.find(conn.engine)
+                    if info is not None:
+                        _outside_commit_sink(info)
                 return
             info = registry.find(conn.engine)
             use = record.databases.get(info.id) if info is not None else None
@@ -316,9 +326,14 @@ def _engine_of_pool(pool: Any) -> Any:
     return None
 
 
-def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSink) -> bool:
+def install(
+    patches: PatchRegistry,
+    outside_sink: OutsideSink,
+    loop_sink: LoopSink,
+    outside_commit_sink: CommitSink | None = None,
+) -> bool:
     """Install the listeners and the ``create_engine`` wrapper; False without SQLAlchemy."""
-    global _outside_sink, _skip_dirs, _loop_sink
+    global _outside_sink, _skip_dirs, _loop_sink, _outside_commit_sink
     try:
         import sqlalchemy
         import sqlalchemy.engine.create as create_module
@@ -328,6 +343,7 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSi
         return False
     _outside_sink = outside_sink
     _loop_sink = loop_sink
+    _outside_commit_sink = outside_commit_sink
     _skip_dirs = (library_dir(sqlalchemy),)
     original = create_module.create_engine
 
@@ -370,9 +386,10 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink, loop_sink: LoopSi
 
 def uninstall() -> None:
     """Forget module state (the patches themselves are undone by the registry)."""
-    global _outside_sink, _loop_sink
+    global _outside_sink, _loop_sink, _outside_commit_sink
     _outside_sink = None
     _loop_sink = None
+    _outside_commit_sink = None
     registry.clear()
     _extractors.clear()
 

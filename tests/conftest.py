@@ -94,5 +94,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-# Scenario apps run in their own pytester subprocess (tests/test_scenarios.py), never here.
-collect_ignore = ["scenarios"]
+# Scenario apps and account suites run in their own pytester subprocess
+# (tests/test_scenarios.py, tests/test_account.py), never here.
+collect_ignore = ["scenarios", "accounts"]

@@ -244,40 +244,60 @@ trace.set_tracer_provider(provider)
 BLOCKER = """
 import sys
 
-# As if opentelemetry-exporter-otlp-proto-http were not installed.
-sys.modules["opentelemetry.exporter.otlp.proto.http"] = None
+# As if the {distribution} were not installed.
+sys.modules["{module}"] = None
 """
 
+# protocol -> the exporter package, and what the message says to do without it: OTLP/HTTP
+# is a dependency (only a damaged environment lacks it); gRPC is the otlp extra.
+MISSING = {
+    "http/protobuf": (
+        "opentelemetry.exporter.otlp.proto.http",
+        "the OTLP exporter for http/protobuf (opentelemetry-exporter-otlp-proto-http) is not "
+        "installed; it is a dependency of depstrace, so this environment is incomplete: "
+        "reinstall with: pip install --force-reinstall depstrace",
+    ),
+    "grpc": (
+        "opentelemetry.exporter.otlp.proto.grpc",
+        "the OTLP exporter for grpc (opentelemetry-exporter-otlp-proto-grpc) is not "
+        "installed; install it with: pip install 'depstrace[otlp]' (or use "
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, which needs nothing more)",
+    ),
+}
 
+
+def block_exporter(suite: pytest.Pytester, clean_env: pytest.MonkeyPatch, protocol: str) -> str:
+    """Make the exporter of ``protocol`` unimportable in the suite; return the expected reason."""
+    module, reason = MISSING[protocol]
+    suite.makepyfile(blocker=BLOCKER.format(distribution=module, module=module))
+    clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    return reason
+
+
+@pytest.mark.parametrize("protocol", MISSING)
 def test_missing_exporter_package_explicit_is_a_usage_error(
-    suite: pytest.Pytester, clean_env: pytest.MonkeyPatch
+    suite: pytest.Pytester, clean_env: pytest.MonkeyPatch, protocol: str
 ) -> None:
-    """DEPSTRACE_EXPORTER=otlp without the exporter package stops with the install hint."""
-    suite.makepyfile(blocker=BLOCKER)
+    """DEPSTRACE_EXPORTER=otlp without the exporter package stops with what to do: the gRPC
+    extra, or a reinstall for the HTTP exporter depstrace depends on."""
+    reason = block_exporter(suite, clean_env, protocol)
     clean_env.setenv("DEPSTRACE_EXPORTER", "otlp")
     result = run(suite, "-p", "blocker")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            "ERROR: depstrace: DEPSTRACE_EXPORTER=otlp but the OTLP exporter for http/protobuf "
-            "(opentelemetry-exporter-otlp-proto-http) is not installed; install it with: "
-            "pip install 'depstrace?otlp?'"
-        ]
-    )
+    assert f"ERROR: depstrace: DEPSTRACE_EXPORTER=otlp but {reason}" in result.stderr.lines
 
 
+@pytest.mark.parametrize("protocol", MISSING)
 def test_missing_exporter_package_implicit_is_one_note(
-    suite: pytest.Pytester, clean_env: pytest.MonkeyPatch
+    suite: pytest.Pytester, clean_env: pytest.MonkeyPatch, protocol: str
 ) -> None:
     """An OTLP endpoint in the environment but no exporter package: the run passes, one note."""
-    suite.makepyfile(blocker=BLOCKER)
+    reason = block_exporter(suite, clean_env, protocol)
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
     result = run(suite, "-p", "blocker")
     result.assert_outcomes(passed=5)
     assert warnings_of(result) == [
-        "depstrace: OTEL_EXPORTER_OTLP_ENDPOINT is set but no spans were exported: the OTLP "
-        "exporter for http/protobuf (opentelemetry-exporter-otlp-proto-http) is not installed; "
-        "install it with: pip install 'depstrace[otlp]'"
+        "depstrace: OTEL_EXPORTER_OTLP_ENDPOINT is set but no spans were exported: " + reason
     ]
 
 

@@ -207,7 +207,7 @@ def test_uvicorn_under_the_launcher_is_traced_until_ctrl_c(
     lines = account(stderr)
     assert lines[0].startswith("depstrace: 1 of 2 requests reached a non-test database")
     assert lines[0].endswith(f"Trace: {app_dir / 'trace.jsonl'}")
-    assert "  GET /report -> 200" in lines
+    assert "    GET /report -> 200 in (outside any test)" in lines
     assert any(line.lstrip().startswith("DI_BYPASS ") for line in lines)
 
 
@@ -485,3 +485,85 @@ def test_pytest_is_left_to_the_plugin() -> None:
             ["uvicorn"],
         )
     ] == [True, True, True, False, False]
+
+
+SERVED_FROM_ENV = """\
+import os
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI
+
+engine = sa.create_engine(os.environ["DATABASE_URL"])
+with engine.connect() as conn:  # a warm-up query at start: outside any request
+    conn.execute(sa.text("SELECT 1"))
+app = FastAPI(title="served")
+
+
+def get_conn():
+    with engine.connect() as conn:
+        yield conn
+
+
+@app.get("/items")
+def items(conn: Annotated[sa.Connection, Depends(get_conn)]) -> int:
+    return conn.execute(sa.text("SELECT 1")).scalar_one()
+"""
+
+
+def test_findings_of_a_launched_server_speak_of_requests_and_the_server(
+    tmp_path: Path,
+) -> None:
+    """Under ``depstrace run`` no message or fix mentions tests, fixtures or conftest: the
+    fixes name the server's configuration, its lifespan and its environment."""
+    (tmp_path / "app.py").write_text(SERVED_FROM_ENV)
+    (tmp_path / "client.py").write_text(CLIENT)
+    url = f"sqlite:///{tmp_path / 'prod.db'}"
+    result = subprocess.run(
+        [*LAUNCHERS["console-script"], "python", "-c", "from client import get; get('/items')"],
+        cwd=tmp_path,
+        env=child_env(tmp_path, DATABASE_URL=url, DEPSTRACE_LOG_LEVEL="off"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    records = by_type(tmp_path / "trace.jsonl")
+    (request,) = records["request"]
+    findings = [*request["findings"], *records["finding"]]
+    assert [(f["code"], f["message"], f["hint"]) for f in findings] == [
+        (
+            "WRONG_DB",
+            f"GET /items ran 1 statement on {url} (engine e1, created at app.py:7 during "
+            "import) through dependency 'conn' (app:get_conn); it is not a test database. "
+            "The engine was built at import time, from whatever configuration the process "
+            "held then: create it lazily (a cached factory) or from settings read in the "
+            "app's lifespan",
+            "Make app:get_conn provide a session on the intended database (build its "
+            "engine from the server's configuration); if GET /items may use this database, "
+            "say so with DEPSTRACE_TEST_DB.",
+        ),
+        (
+            "ENGINE_FROM_ENV",
+            f"GET /items: engine e1 ({url}, created at app.py:7 during import) was built "
+            "from the environment: $DATABASE_URL holds exactly this URL (value not shown). "
+            "$DATABASE_URL was already set when the server started (exported by the shell, "
+            "a CI job or a process manager) and kept that value",
+            "Change or unset $DATABASE_URL where the server gets its environment (the shell, "
+            "the process manager, a .env file) and restart it, or build settings and engines "
+            "from a source that the server's configuration controls.",
+        ),
+        (
+            "DB_OUTSIDE_REQUEST",
+            f"1 statement ran on {url} (engine e1, created at app.py:7 during import) "
+            "outside any request, in the server process (runtime): the app's "
+            "lifespan/startup, code run at import or a background thread used a non-test "
+            "database directly. Reached from app.py:9 in app:<module>(), through "
+            "module-level app.conn.",
+            "Point the engine used by startup code and background work at the intended "
+            "database, or create it from the server's configuration.",
+        ),
+    ]
+    words = ("test configuration", "fixture", "conftest", "pytest", "TestClient", "phase of")
+    account_text = "\n".join(account(result.stderr)).replace(str(tmp_path), "<tmp>")
+    assert [w for w in words if w in account_text] == [], account_text

@@ -637,3 +637,147 @@ def test_ids_are_those_of_the_exported_request_span(
         ("depstrace.request", True),
         ("depstrace.request", True),
     ] + [("depstrace.finding", True)] * len(report["findings"])
+
+
+def test_quiet_settings_keep_stderr_off_unless_a_level_is_set() -> None:
+    """``quiet`` (the pytest plugin's default) turns the private stderr logger off; any
+    explicit DEPSTRACE_LOG_LEVEL, ``warning`` included, turns it back on."""
+    assert [
+        LogSettings.from_env(e, quiet=True)
+        for e in ({}, {"DEPSTRACE_LOG_LEVEL": ""}, {"DEPSTRACE_LOG_LEVEL": "warning"})
+    ] == [
+        LogSettings(level=logging.WARNING, format="console", stderr=False),
+        LogSettings(level=logging.WARNING, format="console", stderr=False),
+        LogSettings(level=logging.WARNING, format="console", stderr=True),
+    ]
+
+
+GUARDED_APP = """
+import os
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+prod = sa.create_engine(f"sqlite:///{os.environ['SCENARIO_DATA']}/prod.db")
+app = FastAPI(title="guarded")
+
+
+@app.get("/report")
+def report() -> int:
+    with prod.connect() as conn:
+        return conn.execute(sa.text("SELECT 1")).scalar_one()
+"""
+
+GUARDED_CONFTEST = """
+import pytest
+
+import depstrace
+
+
+@pytest.fixture(autouse=True)
+def _only_test_databases():
+    yield
+    depstrace.assert_all_resolved_to_test_db()
+"""
+
+GUARDED_TESTS = """
+from fastapi.testclient import TestClient
+
+from app import app
+
+
+def test_report():
+    with TestClient(app) as client:
+        assert client.get("/report").json() == 1
+"""
+
+# The app's own structlog configuration, routing every event to a JSON Lines file.
+APP_STRUCTLOG_CONFTEST = """
+import os
+
+import structlog
+
+structlog.configure(
+    processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+    logger_factory=structlog.WriteLoggerFactory(
+        open(os.path.join(os.environ["SCENARIO_DATA"], "app.log"), "a")
+    ),
+)
+"""
+
+
+@pytest.fixture
+def guarded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A traced suite whose autouse guard asserts test databases; its one request reaches
+    prod.db."""
+    data = pytester.path / "data"
+    data.mkdir()
+    for name in [*LOG_VARS, "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("SCENARIO_DATA", str(data))
+    pytester.makepyfile(app=GUARDED_APP, conftest=GUARDED_CONFTEST, test_report=GUARDED_TESTS)
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    return pytester
+
+
+def wrong_db_message(pytester: pytest.Pytester) -> str:
+    """The message of the run's one WRONG_DB finding, as the trace file has it."""
+    (request,) = [
+        r
+        for r in depstrace.read_records(pytester.path / ".depstrace" / "trace.jsonl")
+        if r["type"] == "request"
+    ]
+    (message,) = [f["message"] for f in request["findings"] if f["code"] == "WRONG_DB"]
+    return str(message)
+
+
+def test_under_pytest_a_finding_shows_once_in_the_failure_and_once_in_the_account(
+    guarded: pytest.Pytester,
+) -> None:
+    """By default no structlog line reaches the output of a traced pytest run: the guard's
+    failure and the account each say the finding once."""
+    result = guarded.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    output = result.stdout.str() + result.stderr.str()
+    message = wrong_db_message(guarded)
+    failure, account = output.split("= depstrace =")
+    assert (failure.count(message), account.count(message)) == (1, 1)
+    assert "depstrace.finding" not in output
+    assert "Captured stderr" not in output
+
+
+def test_under_pytest_an_explicit_level_brings_the_lines_back(
+    guarded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DEPSTRACE_LOG_LEVEL=warning`` under pytest: the finding events are on stderr again,
+    captured with the failing test."""
+    monkeypatch.setenv("DEPSTRACE_LOG_LEVEL", "warning")
+    monkeypatch.setenv("DEPSTRACE_LOG_FORMAT", "json")
+    result = guarded.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    captured = result.stdout.str().split("Captured stderr call")[1].split("\n", 1)[1]
+    events = [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+    assert [(e["event"], e["code"]) for e in events] == [
+        ("depstrace.finding", "WRONG_DB"),
+        ("depstrace.finding", "DI_BYPASS"),
+    ]
+    assert events[0]["detail"] == wrong_db_message(guarded)
+
+
+def test_under_pytest_the_apps_structlog_configuration_still_gets_findings(
+    guarded: pytest.Pytester,
+) -> None:
+    """An app that configured structlog receives the finding events by default under
+    pytest too, wherever it routes them (a file here), and the terminal stays quiet."""
+    guarded.makeconftest(GUARDED_CONFTEST + APP_STRUCTLOG_CONFTEST)
+    result = guarded.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    events = [
+        json.loads(line) for line in (guarded.path / "data" / "app.log").read_text().splitlines()
+    ]
+    assert [(e["event"], e["level"], e["code"]) for e in events] == [
+        ("depstrace.finding", "error", "WRONG_DB"),
+        ("depstrace.finding", "error", "DI_BYPASS"),
+    ]
+    assert "depstrace.finding" not in result.stdout.str() + result.stderr.str()

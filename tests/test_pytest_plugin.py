@@ -88,9 +88,11 @@ def records(path: Path) -> list[dict[str, object]]:
 def test_summary_names_the_escaping_request(
     scenario: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DEPSTRACE=1: tests pass, and the summary shows /stats reaching prod.db and why."""
+    """DEPSTRACE=1 -v: tests pass, and the summary shows /stats reaching prod.db and why,
+    in one paragraph per request (the grouped default: tests/test_account.py)."""
     monkeypatch.setenv("DEPSTRACE", "1")
-    result = scenario.runpytest_subprocess()
+    monkeypatch.setenv("COLUMNS", "1000")  # unwrapped, to match whole lines
+    result = scenario.runpytest_subprocess("-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
@@ -107,8 +109,8 @@ def test_summary_names_the_escaping_request(
             "    fix        *",
             "",
             "why:",
-            "  WRONG_DB x1   a statement reached a database that does not match the test-database rule (docs/findings/WRONG_DB.md)",
-            "  DI_BYPASS x1  a session was opened outside Depends, where overrides cannot reach it (docs/findings/DI_BYPASS.md)",
+            "  WRONG_DB x1   a statement reached a database that does not match the test-database rule (depstrace explain WRONG_DB)",
+            "  DI_BYPASS x1  a session was opened outside Depends, where overrides cannot reach it (depstrace explain DI_BYPASS)",
         ]
     )
     assert "test_items" not in result.stdout.str().split("= depstrace =")[1]

@@ -1,0 +1,130 @@
+"""Where an environment variable that holds an engine's URL got its value.
+
+``ENGINE_FROM_ENV`` names the variables whose value is a non-test engine's URL;
+the fix depends on *when* the variable got that value.  depstrace keeps a
+snapshot of the environment taken when it started (the pytest plugin takes it
+when pytest loads it, before any conftest or ``pytest_load_initial_conftests``
+hook such as pytest-env's runs; the launcher at interpreter start).  The
+snapshot holds hashes, never values: a URL may carry a password.
+
+When an engine's URL matches a variable, :func:`origin` compares its value
+with the snapshot and looks for the lines that set it in the files that
+usually do: the conftest modules Python imported, pytest's ini file (the
+``env`` setting of pytest-env) and a ``.env`` file in the working directory.
+Lines are reported as ``file:line`` and the kind of statement, never their
+text.  All of this runs once per matching engine, never per statement.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from depstrace._callables import shorten_path
+
+_started: dict[str, int] | None = None
+_config_files: tuple[Path, ...] = ()
+
+# How a line sets a variable, for the kinds worth naming; the first match wins.
+_KINDS = (
+    ("setdefault", "calls os.environ.setdefault, which keeps a value that is already set"),
+    ("setenv", "calls monkeypatch.setenv"),
+    ("putenv", "calls os.putenv"),
+    ("update", "calls os.environ.update"),
+    ("load_dotenv", "calls load_dotenv"),
+)
+
+
+def snapshot(environ: Iterable[tuple[str, str]] | None = None) -> None:
+    """Remember (as hashes) the environment depstrace started with; the first call wins."""
+    global _started
+    if _started is None:
+        items = os.environ.items() if environ is None else environ
+        _started = {name: hash(value) for name, value in items}
+
+
+def forget() -> None:
+    """Drop the snapshot and the config files (tests, or a new run in this process)."""
+    global _started, _config_files
+    _started, _config_files = None, ()
+
+
+def note_config_files(paths: Iterable[Path]) -> None:
+    """Files that may set variables for the run (pytest's ini file)."""
+    global _config_files
+    _config_files = tuple(paths)
+
+
+def origin(name: str) -> dict[str, Any]:
+    """When ``name`` got its current value and the lines that may have set it.
+
+    ``set`` is ``before_start`` (unchanged since depstrace started: exported by
+    the shell, the CI job or a process manager), ``changed`` (it was set then,
+    and holds another value now) or ``during_run`` (it did not exist then);
+    ``None`` when no snapshot was taken.  ``lines`` are ``{"at": "file:line",
+    "how": "calls os.environ.setdefault, ..."}``.
+    """
+    value = os.environ.get(name)
+    state: str | None = None
+    if _started is not None:
+        if name not in _started:
+            state = "during_run"
+        elif value is not None and hash(value) == _started[name]:
+            state = "before_start"
+        else:
+            state = "changed"
+    return {"set": state, "lines": _lines_setting(name)}
+
+
+def _candidate_files() -> list[Path]:
+    files: dict[str, Path] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and os.path.basename(path) == "conftest.py":
+            files.setdefault(os.path.abspath(path), Path(path))
+    for path in (*_config_files, Path(".env")):
+        files.setdefault(os.path.abspath(path), path)
+    return sorted(files.values(), key=lambda p: (p.name != "conftest.py", str(p)))
+
+
+def _lines_setting(name: str) -> list[dict[str, str]]:
+    word = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
+    # NAME=... in .env, pytest-env's `env` lines (optional D:/R: flags, quoted in a
+    # pyproject list) and its [tool.pytest_env] table.
+    assignment = re.compile(rf"""(?:^|[\s"'\[,])(?:export\s+|[DR]:)*{re.escape(name)}\s*=""")
+    found: list[dict[str, str]] = []
+    for path in _candidate_files():
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        python = path.suffix == ".py"
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not word.search(line) or line.lstrip().startswith("#"):
+                continue
+            how = _how(line, name) if python else _setting(path, line, assignment)
+            if how is not None:
+                found.append({"at": f"{shorten_path(str(path))}:{number}", "how": how})
+    return found
+
+
+def _how(line: str, name: str) -> str | None:
+    """The kind of a Python line that sets ``name``, or None when it only reads it."""
+    for token, how in _KINDS:
+        if f"{token}(" in line:
+            return how
+    if re.search(rf"""\[\s*["']{re.escape(name)}["']\s*\]\s*=(?!=)""", line):
+        return "assigns os.environ[...]"
+    return None
+
+
+def _setting(path: Path, line: str, assignment: re.Pattern[str]) -> str | None:
+    if not assignment.search(line):
+        return None
+    if path.name == ".env":
+        return "sets it in a .env file (loaded by load_dotenv or the shell)"
+    return "sets it in pytest's env setting (pytest-env)"
