@@ -142,6 +142,7 @@ def write_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEPSTRACE", "1")
     monkeypatch.setenv("SCENARIO_DATA", str(data))
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per fact: the paths' length moves no break
     pytester.makepyfile(app=APP, conftest=CONFTEST, test_items=TEST_ITEMS, test_users=TEST_USERS)
     pytester.makeini("[pytest]\npythonpath = .\n")
 

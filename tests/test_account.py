@@ -78,7 +78,7 @@ MANY_80 = [
     "",
     "why:",
     "  WRONG_DB x57  a statement reached a database that does not match the",
-    "      test-database rule (docs/findings/WRONG_DB.md)",
+    "      test-database rule (depstrace explain WRONG_DB)",
 ]
 
 MANY_120 = [
@@ -100,7 +100,7 @@ MANY_120 = [
     "        this database is in fact a test database, say so with DEPSTRACE_TEST_DB.",
     "",
     "why:",
-    "  WRONG_DB x57  a statement reached a database that does not match the test-database rule (docs/findings/WRONG_DB.md)",
+    "  WRONG_DB x57  a statement reached a database that does not match the test-database rule (depstrace explain WRONG_DB)",
 ]
 
 
@@ -231,14 +231,14 @@ MIXED_80 = [
     "",
     "why:",
     "  WRONG_DB x4              a statement reached a database that does not match",
-    "      the test-database rule (docs/findings/WRONG_DB.md)",
+    "      the test-database rule (depstrace explain WRONG_DB)",
     "  DI_BYPASS x3             a session was opened outside Depends, where overrides",
-    "      cannot reach it (docs/findings/DI_BYPASS.md)",
+    "      cannot reach it (depstrace explain DI_BYPASS)",
     "  OVERRIDE_NOT_VISIBLE x1  an override sits on another app than the one serving",
-    "      the route (a mount parent, a second instance)",
-    "      (docs/findings/OVERRIDE_NOT_VISIBLE.md)",
-    "  DB_OUTSIDE_REQUEST x3    fixtures, startup or threads used a non-test database",
-    "      outside any request (docs/findings/DB_OUTSIDE_REQUEST.md)",
+    "      the route (a mount parent, a second instance) (depstrace explain",
+    "      OVERRIDE_NOT_VISIBLE)",
+    "  DB_OUTSIDE_REQUEST x3    a non-test database was used outside any request",
+    "      (depstrace explain DB_OUTSIDE_REQUEST)",
 ]
 
 

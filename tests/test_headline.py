@@ -182,6 +182,7 @@ def test_error_finding_on_test_databases_is_not_clean(
     """A leaked override serving a later test on the test database is an error the headline
     names, in the terminal and in depstrace report (exit 1)."""
     monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("COLUMNS", "1000")  # the headline on one line, however long the path
     monkeypatch.setenv("SCENARIO_DATA", str(pytester.path))
     monkeypatch.delenv("DEPSTRACE_FILE", raising=False)
     pytester.makepyfile(app=LEAK_APP, test_leak=LEAK_TESTS)
@@ -244,6 +245,7 @@ def test_requests_that_reach_no_database_are_not_clean(
 ) -> None:
     """A suite whose only store depstrace cannot see is not called clean; report exits 3."""
     monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("COLUMNS", "1000")
     monkeypatch.delenv("DEPSTRACE_FILE", raising=False)
     pytester.makepyfile(app=NO_DATABASE_APP, test_notes=NO_DATABASE_TESTS)
     pytester.makeini("[pytest]\npythonpath = .\n")
