@@ -74,6 +74,7 @@ def start(
         trace_file=None if path is None else Path(path), rule=rule, words=_WORDS[runner]
     )
     patches = PatchRegistry()
+    _failopen.internal_errors.clear()  # this session's faults, from installing on
     try:
         from depstrace import fastapi, sqlalchemy, stores
 
@@ -82,20 +83,39 @@ def start(
             patches, session.note_outside, session.note_loop_mismatch, session.note_outside_commit
         )
         stores.install(patches, session.note_outside)  # drivers: now if imported, else on import
-        fastapi.install(patches)
+        if fastapi.install(patches):
+            _track_override_writes(patches, session)
     except BaseException:
         patches.restore()
-        from depstrace import stores
+        from depstrace import _override_writes, stores
 
+        _override_writes.uninstall()
         stores.uninstall()
         session.close()
         raise
     _patches = patches
-    _failopen.internal_errors.clear()
     session.observers.insert(0, span_observer)  # first: later observers read its ids
     session.observers.append(log_observer)  # last: it reads the ids the span observer set
     set_active_session(session)
     return session
+
+
+def _track_override_writes(patches: PatchRegistry, session: TraceSession) -> None:
+    """Tell the session's override ledger of every write to ``dependency_overrides``.
+
+    Fail open: without it the ledger's snapshots still see what changed.
+    """
+    import fastapi as fastapi_module
+
+    from depstrace import _override_writes
+    from depstrace.fastapi import tracked_apps
+
+    try:
+        _override_writes.install(
+            patches, fastapi_module.FastAPI, session.ledger.write, tracked_apps()
+        )
+    except Exception:
+        _failopen.report_internal_error("override write tracking (install)")
 
 
 def uninstrument() -> TraceSession | None:
@@ -112,8 +132,9 @@ def uninstrument() -> TraceSession | None:
     if _patches is not None:
         _patches.restore()
         _patches = None
-    from depstrace import sqlalchemy, stores
+    from depstrace import _override_writes, sqlalchemy, stores
 
+    _override_writes.uninstall()
     stores.uninstall()
     sqlalchemy.uninstall()
     sqlalchemy.registry.on_new = None

@@ -23,12 +23,11 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from depstrace._callables import describe, shorten_path
+from depstrace._callables import describe, shorten_path, wrapped_chain
 
 __all__ = ["clear_cache", "label", "origin", "why_alike"]
 
 _CACHE_LIMIT = 4096
-_MAX_WRAPPED = 64  # a __wrapped__ chain longer than this is a loop or a proxy
 _UNSET = object()  # a declared but unset __slots__ attribute
 
 
@@ -136,7 +135,7 @@ def _compute(obj: Any) -> _Traits:
         kind = "instance"
     else:
         kind = "other"
-    return _Traits(kind, name, namespace, code, code_site, file, _wrapped_chain(obj))
+    return _Traits(kind, name, namespace, code, code_site, file, wrapped_chain(obj))
 
 
 def _name(obj: Any) -> str | None:
@@ -145,29 +144,6 @@ def _name(obj: Any) -> str | None:
     if isinstance(module, str) and isinstance(qualname, str):
         return f"{module}:{qualname}"
     return None
-
-
-def _wrapped_chain(obj: Any) -> tuple[Any, ...]:
-    chain: list[Any] = []
-    seen = {id(obj)}
-    current = _wrapped(obj)
-    while current is not None and id(current) not in seen and len(chain) < _MAX_WRAPPED:
-        seen.add(id(current))
-        chain.append(current)
-        current = _wrapped(current)
-    return tuple(chain)
-
-
-def _wrapped(obj: Any) -> Any:
-    """What ``obj`` wraps (``functools.wraps`` / ``update_wrapper`` set ``__wrapped__``)."""
-    if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isclass(obj):
-        return getattr(obj, "__wrapped__", None)
-    # An instance (functools.lru_cache, a decorator class) counts only when the
-    # attribute was really set on it: proxies and mocks answer any getattr.
-    try:
-        return vars(obj).get("__wrapped__")
-    except TypeError:
-        return None
 
 
 # --- comparison ---------------------------------------------------------------------

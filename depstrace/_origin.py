@@ -9,27 +9,11 @@ in the parent greenlet's suspended frame.
 
 from __future__ import annotations
 
-import os
 import sys
-import sysconfig
 from collections.abc import Iterator
 from types import FrameType
 
-from depstrace._callables import shorten_path
-
-_LIBRARY_DIRS: tuple[str, ...] | None = None
-
-
-def _library_dirs() -> tuple[str, ...]:
-    global _LIBRARY_DIRS
-    if _LIBRARY_DIRS is None:
-        paths = sysconfig.get_paths()
-        dirs = {os.path.dirname(os.path.abspath(__file__))}
-        dirs.update(
-            os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")
-        )
-        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
-    return _LIBRARY_DIRS
+from depstrace._callables import library_dirs, shorten_path
 
 
 def _frames() -> Iterator[FrameType]:
@@ -47,7 +31,7 @@ def _frames() -> Iterator[FrameType]:
 def user_frame() -> FrameType | None:
     """The innermost frame whose file is not in the standard library, a
     site-packages directory or depstrace itself."""
-    libraries = _library_dirs()
+    libraries = library_dirs()
     for frame in _frames():
         filename = frame.f_code.co_filename
         if filename.startswith(("<", *libraries)):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA = 1
+Alias = tuple[str | None, str | None, str | None]  # (ref, wraps, wraps_site)
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "UPSERT"})
 
 
@@ -77,6 +78,12 @@ class DependencyNode:
     error: str | None = None
     value_type: str | None = None
     engine_id: str | None = None
+    engine_held: bool = False  # the value only holds the engine's session in an attribute
+    # None when ``original`` (module:qualname) finds the very object, the common
+    # case; else (module.attribute that does or None, what it wraps, that one's
+    # site): docs/format.md, "Names that find the object".
+    original_alias: Alias | None = None
+    resolved_alias: Alias | None = None
 
     @property
     def label(self) -> str:
@@ -104,7 +111,16 @@ class DependencyNode:
             "error": self.error,
             "value": self.value_type,
             "engine_id": self.engine_id,
+            "original_alias": alias_dict(self.original_alias),
+            "resolved_alias": alias_dict(self.resolved_alias),
         }
+
+
+def alias_dict(alias: Alias | None) -> dict[str, str | None] | None:
+    """The ``*_alias`` JSON form of an alias tuple."""
+    if alias is None:
+        return None
+    return {"ref": alias[0], "wraps": alias[1], "wraps_site": alias[2]}
 
 
 @dataclass(eq=False)
@@ -170,11 +186,29 @@ class RequestRecord:
         return use
 
     def provider_of(self, engine_id: str) -> DependencyNode | None:
-        """The first dependency whose value was bound to ``engine_id``, if any."""
-        for node in self.dependencies:
-            if node.engine_id == engine_id:
-                return node
-        return None
+        """The dependency that produced the value bound to ``engine_id``, if any.
+
+        A dependency that merely holds a session it was given (a repository
+        class whose ``__init__`` takes ``Depends(get_session)``, a function
+        returning ``Service(session)``) is bound to the same engine as the one
+        that produced the session, and starts first.  The producer is the
+        first bound node none of whose sub-dependencies is bound to the
+        engine, preferring a node whose value *is* the session/engine over one
+        that holds it in an attribute.
+        """
+        bound = [node for node in self.dependencies if node.engine_id == engine_id]
+        if len(bound) <= 1:
+            return bound[0] if bound else None
+        by_id = {node.id: node for node in self.dependencies}
+        holders: set[int] = set()  # bound nodes with a bound node below them
+        for node in bound:
+            parent = by_id.get(node.parent) if node.parent is not None else None
+            while parent is not None and parent.id not in holders:
+                if parent.engine_id == engine_id:
+                    holders.add(parent.id)
+                parent = by_id.get(parent.parent) if parent.parent is not None else None
+        producers = [node for node in bound if node.id not in holders]
+        return next((node for node in producers if not node.engine_held), producers[0])
 
     def chain(self, node: DependencyNode) -> list[DependencyNode]:
         """``node`` and its parents up to the endpoint, innermost first."""

@@ -292,6 +292,7 @@ class TraceSession:
                     "statements": use.statements,
                     "operations": dict(use.operations),
                     "via": via.label if via is not None else None,
+                    "via_id": via.id if via is not None else None,
                     "via_callable": via.resolved if via is not None else None,
                     "via_original": via.original if via is not None else None,
                     "via_chain": [n.label for n in record.chain(via)] if via is not None else [],

@@ -20,12 +20,14 @@ import importlib
 import json
 import os
 import sys
-import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from depstrace._callables import describe as _describe
+from depstrace._callables import library_dirs, ref_in
 from depstrace._lookalike import label, origin, why_alike
+from depstrace._names import name_parts
 from depstrace._redact import redact_text
 from depstrace._testdb import ENV_VAR, TestDatabaseRule
 
@@ -186,6 +188,15 @@ class _Use:
     call: Any
     where: str  # "GET /items (db)"
     overridden: bool
+    route: dict[str, Any] = field(default_factory=dict)  # the Route document it belongs to
+    node: dict[str, Any] = field(default_factory=dict)  # its Dependency document
+
+    @property
+    def shown(self) -> str:
+        """The callable named so the name finds it (a wrapper by where it is held)."""
+        node = self.node
+        name, facts = name_parts(node["callable"], node["site"], node["alias"])
+        return f"{name} ({', '.join(facts)})" if facts else name
 
 
 @dataclass(eq=False)
@@ -199,6 +210,7 @@ class _AppScan:
     ancestors: list[_AppScan]
     uses: list[_Use] = field(default_factory=list)
     doc: dict[str, Any] = field(default_factory=dict)
+    opaque: list[str] = field(default_factory=list)  # route types the walk could not enter
 
 
 class _Doctor:
@@ -216,6 +228,7 @@ class _Doctor:
             self._note_module(module)
         for scan in self.scans:
             scan.doc["overrides"] = self._overrides(scan)
+        self._route_lookalikes()
         mine = {id(scan.app) for scan in self.scans}
         others = [self._other_app(other) for other in created if id(other) not in mine]
         engines = self._engines()
@@ -249,8 +262,10 @@ class _Doctor:
             "routes": [],
             "mounts": [],
             "overrides": [],
+            "unexamined_routes": [],
         }
         self._scan_routes(scan, getattr(app, "routes", []), prefix)
+        scan.doc["unexamined_routes"] = sorted(set(scan.opaque))
         return scan
 
     def _scan_routes(self, scan: _AppScan, routes: Iterable[Any], prefix: str) -> None:
@@ -259,8 +274,41 @@ class _Doctor:
         for route in routes:
             if isinstance(route, Mount):
                 self._scan_mount(scan, route, prefix)
+            elif _is_included_router(route):
+                self._scan_included(scan, route, prefix)
+            elif not isinstance(getattr(route, "path", None), str):
+                # A route type this FastAPI has and depstrace does not know: say so, and
+                # call no override unused on the strength of an incomplete walk.
+                kind = type(route)
+                scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
             elif getattr(getattr(route, "endpoint", None), "__module__", None) != _FASTAPI_DOCS:
                 scan.doc["routes"].append(self._route(scan, route, prefix))
+
+    def _scan_included(self, scan: _AppScan, included: Any, prefix: str) -> None:
+        """An ``include_router`` entry of FastAPI >= 0.141 (``_IncludedRouter``): its
+        routes, nested includes flattened, as FastAPI serves them: the full path
+        with every include prefix and the dependant with router-level dependencies."""
+        from fastapi.routing import APIRoute
+        from starlette.routing import Mount
+
+        try:  # private FastAPI API: if it changes, say what was not examined
+            contexts = list(included.effective_route_contexts())
+        except Exception:
+            kind = type(included)
+            scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
+            return
+        for context in contexts:
+            original = getattr(context, "original_route", None)
+            copy = getattr(context, "starlette_route", None)
+            if isinstance(original, APIRoute):
+                scan.doc["routes"].append(self._route(scan, context, prefix, kind="http"))
+            elif isinstance(copy, Mount):
+                self._scan_mount(scan, copy, prefix)
+            elif copy is not None:
+                self._scan_routes(scan, [copy], prefix)
+            else:
+                kind = type(original)
+                scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
 
     def _scan_mount(self, scan: _AppScan, mount: Any, prefix: str) -> None:
         from fastapi import FastAPI
@@ -284,12 +332,16 @@ class _Doctor:
                 }
             )
 
-    def _route(self, scan: _AppScan, route: Any, prefix: str) -> dict[str, Any]:
+    def _route(
+        self, scan: _AppScan, route: Any, prefix: str, *, kind: str | None = None
+    ) -> dict[str, Any]:
+        """One route (or FastAPI's effective view of an included one, ``kind`` given)."""
         path = prefix + str(getattr(route, "path", "?"))
         methods = getattr(route, "methods", None)
-        kind = "http" if methods is not None else "websocket"
-        if kind == "websocket" and "WebSocket" not in type(route).__name__:
-            kind = "other"
+        if kind is None:
+            kind = "http" if methods is not None else "websocket"
+            if kind == "websocket" and "WebSocket" not in type(route).__name__:
+                kind = "other"
         verb = ",".join(sorted(methods)) if methods else "WEBSOCKET"
         endpoint = getattr(route, "endpoint", None)
         self._note_module(sys.modules.get(getattr(endpoint, "__module__", None) or ""))
@@ -301,6 +353,7 @@ class _Doctor:
             "endpoint": label(endpoint) if endpoint is not None else None,
             "endpoint_site": origin(endpoint) if endpoint is not None else None,
             "dependencies": [],
+            "lookalikes": [],
         }
         dependant = getattr(route, "dependant", None)
         if dependant is not None:
@@ -309,6 +362,7 @@ class _Doctor:
                 scan,
                 dependant,
                 overrides,
+                route=doc,
                 path=getattr(route, "path_format", path),
                 where=f"{verb} {path}",
                 depth=0,
@@ -321,24 +375,29 @@ class _Doctor:
         dependant: Any,
         overrides: dict[Any, Any],
         *,
+        route: dict[str, Any],
         path: str,
         where: str,
         depth: int,
     ) -> list[dict[str, Any]]:
         nodes = []
+        parent = getattr(dependant, "call", None)
+        context = _describe(parent).home if parent is not None else None
         for sub in getattr(dependant, "dependencies", None) or []:
             call = sub.call
             name = sub.name or label(call).rpartition(":")[2]
             key = _key_for(overrides, call)
-            scan.uses.append(_Use(call, f"{where} ({name})", overridden=key is not _MISSING))
             self._note_module(sys.modules.get(getattr(call, "__module__", None) or ""))
+            info = _describe(call)
             node: dict[str, Any] = {
                 "name": name,
                 "callable": label(call),
                 "site": origin(call),
+                "alias": _alias_doc(call, info, context),
                 "override": None,
                 "dependencies": [],
             }
+            scan.uses.append(_Use(call, f"{where} ({name})", key is not _MISSING, route, node))
             solved = sub
             if key is not _MISSING:
                 value = overrides[key]
@@ -346,7 +405,7 @@ class _Doctor:
                 solved = _dependant_for(value, path)  # FastAPI solves the override's own Depends
             if depth < _MAX_DEPTH:
                 node["dependencies"] = self._tree(
-                    scan, solved, overrides, path=path, where=where, depth=depth + 1
+                    scan, solved, overrides, route=route, path=path, where=where, depth=depth + 1
                 )
             nodes.append(node)
         return nodes
@@ -366,20 +425,23 @@ class _Doctor:
                 "used_by": used_by,
                 "needed_by_mounted_apps": [],
                 "lookalikes": [],
+                "unknown_routes": [],
             }
             entries.append(entry)
             entry["needed_by_mounted_apps"] = needed = self._needed_below(scan, key)
-            if used_by or needed:
+            entry["lookalikes"] = self._lookalikes(scan, key, used_by)
+            if used_by or needed or entry["lookalikes"]:
                 continue
-            entry["lookalikes"] = self._lookalikes(scan, key)
-            if not entry["lookalikes"]:
-                self._problem(
-                    OVERRIDE_UNUSED,
-                    f"the override of {self._named(key)} on {_app_name(scan)} is used by no route "
-                    "of that app",
-                    "Remove it, or key it on the dependency object a route of this app "
-                    "declares in Depends(...).",
-                )
+            if scan.opaque:  # some routes could not be examined: they may use it
+                entry["unknown_routes"] = sorted(set(scan.opaque))
+                continue
+            self._problem(
+                OVERRIDE_UNUSED,
+                f"the override of {self._named(key)} on {_app_name(scan)} is used by no route "
+                "of that app",
+                "Remove it, or key it on the dependency object a route of this app "
+                "declares in Depends(...).",
+            )
         return entries
 
     def _needed_below(self, scan: _AppScan, key: Any) -> list[dict[str, Any]]:
@@ -403,7 +465,9 @@ class _Doctor:
             )
         return needed
 
-    def _lookalikes(self, scan: _AppScan, key: Any) -> list[dict[str, Any]]:
+    def _lookalikes(self, scan: _AppScan, key: Any, used_by: list[str]) -> list[dict[str, Any]]:
+        """Routes of ``scan`` that are not overridden although they use a lookalike of
+        ``key`` (a wrapper of it, the function of a reloaded module, ...)."""
         found: dict[int, dict[str, Any]] = {}
         for use in scan.uses:
             if use.overridden:
@@ -417,24 +481,97 @@ class _Doctor:
                 continue
             found[id(use.call)] = {
                 "object": use.call,
+                "shown": use.shown,
                 "callable": label(use.call),
                 "site": origin(use.call),
                 "reason": reason,
                 "used_by": [use.where],
             }
         for alike in found.values():
+            if used_by:
+                served = (
+                    f"the override of {self._named(key)} on {_app_name(scan)} serves "
+                    f"{', '.join(used_by)}, but"
+                )
+            else:
+                served = (
+                    f"the override key {self._named(key)} on {_app_name(scan)} is used by no "
+                    "route, but"
+                )
             self._problem(
                 OVERRIDE_IDENTITY_MISMATCH,
-                f"the override key {self._named(key)} on {_app_name(scan)} is used by no route, "
-                f"but it looks like {self._named(alike['object'])} used by "
+                f"{served} it looks like {self._named(alike['object'])} used by "
                 f"{', '.join(alike['used_by'])}: {alike['reason']}; FastAPI finds overrides "
                 "by identity, so that dependency is not overridden",
                 f"Key the override on the very object the route uses: import "
-                f"{alike['callable']} from the module the route imports it from, and do not "
+                f"{alike['shown']} from the module the route imports it from, and do not "
                 "reload that module or re-create the dependency between the override and the "
                 "request.",
             )
-        return [{k: v for k, v in alike.items() if k != "object"} for alike in found.values()]
+        return [
+            {k: v for k, v in alike.items() if k not in ("object", "shown")}
+            for alike in found.values()
+        ]
+
+    def _route_lookalikes(self) -> None:
+        """Per route: each dependency that is a wrapper or lookalike of another object
+        other routes use, or an override key of its app, goes in the route's
+        ``lookalikes``: an override keyed on one of the two does not reach the other.
+        Between two used objects, the one fewer routes use is reported (both on a tie)."""
+        groups: dict[int, tuple[Any, list[_Use]]] = {}
+        for scan in self.scans:
+            for use in scan.uses:
+                groups.setdefault(id(use.call), (use.call, []))[1].append(use)
+        entries = list(groups.values())
+        for index, (call, uses) in enumerate(entries):
+            for other, other_uses in entries[index + 1 :]:
+                if len(uses) <= len(other_uses):
+                    self._note_alike(uses, other, other_uses, overridden=False)
+                if len(other_uses) <= len(uses):
+                    self._note_alike(other_uses, call, uses, overridden=False)
+        for scan in self.scans:
+            keys = list(_overrides_of(scan.app))
+            for use in scan.uses:
+                if use.overridden:
+                    continue
+                for key in keys:
+                    self._note_alike([use], key, [], overridden=True)
+
+    def _note_alike(
+        self, uses: list[_Use], other: Any, other_uses: list[_Use], *, overridden: bool
+    ) -> None:
+        if _same_key(other, uses[0].call):  # equal keys: FastAPI's lookup finds either
+            return
+        reason = why_alike(other, uses[0].call)
+        if reason is None:
+            return
+        other_label, other_site = label(other), origin(other)
+        for use in uses:
+            entries = use.route["lookalikes"]
+            entry = next(
+                (
+                    e
+                    for e in entries
+                    if (e["dependency"], e["looks_like"], e["looks_like_site"])
+                    == (use.node["name"], other_label, other_site)
+                ),
+                None,
+            )
+            if entry is None:
+                entry = {
+                    "dependency": use.node["name"],
+                    "callable": use.shown,
+                    "looks_like": other_label,
+                    "looks_like_site": other_site,
+                    "used_by": [],
+                    "override_key": False,
+                    "reason": reason,
+                }
+                entries.append(entry)
+            entry["override_key"] = entry["override_key"] or overridden
+            for place in dict.fromkeys(u.where for u in other_uses):
+                if place not in entry["used_by"]:
+                    entry["used_by"].append(place)
 
     def _other_app(self, app: Any) -> dict[str, Any]:
         """An app created while loading that is not the target nor mounted in it."""
@@ -483,7 +620,7 @@ class _Doctor:
         if not isinstance(name, str) or name in self.modules or name.split(".")[0] == "depstrace":
             return
         file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or os.path.abspath(file).startswith(_library_dirs()):
+        if not isinstance(file, str) or os.path.abspath(file).startswith(library_dirs()):
             return
         self.modules[name] = module
 
@@ -571,6 +708,21 @@ class _Doctor:
         self.problems.append({"code": code, "message": message, "hint": hint})
 
 
+def _is_included_router(route: Any) -> bool:
+    """An ``include_router`` entry kept in the route list (FastAPI >= 0.141)."""
+    return hasattr(route, "original_router") and hasattr(route, "effective_route_contexts")
+
+
+def _alias_doc(call: Any, info: Any, context: str | None) -> dict[str, Any] | None:
+    """As ``*_alias`` in the trace: null when the callable's own name finds it."""
+    if info.exact:
+        return None
+    ref = ref_in(call, info, context)
+    if ref is None and info.wraps is None:
+        return None
+    return {"ref": ref, "wraps": info.wraps, "wraps_site": info.wraps_site}
+
+
 def _overrides_of(app: Any) -> dict[Any, Any]:
     overrides = getattr(app, "dependency_overrides", None)
     return overrides if isinstance(overrides, dict) else {}
@@ -615,19 +767,6 @@ def _dependant_for(call: Any, path: str) -> Any:
 
 def _app_name(scan: _AppScan) -> str:
     return f"{scan.title!r} ({scan.ident})"
-
-
-_LIBRARY_DIRS: tuple[str, ...] = ()
-
-
-def _library_dirs() -> tuple[str, ...]:
-    """Standard library and site-packages directories: no user module lives there."""
-    global _LIBRARY_DIRS
-    if not _LIBRARY_DIRS:
-        paths = sysconfig.get_paths()
-        dirs = {os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
-    return _LIBRARY_DIRS
 
 
 # --- text ------------------------------------------------------------------------------
@@ -694,6 +833,10 @@ def _app_lines(doc: dict[str, Any], indent: str) -> list[str]:
         site = f"  {route['endpoint_site']}" if route["endpoint_site"] else ""
         lines.append(f"{indent}    {verb} {route['path']}  {endpoint}{site}")
         lines += _dependency_lines(route["dependencies"], indent + "      ")
+        for alike in route["lookalikes"]:
+            lines.append(f"{indent}      ! {_alike_line(alike)}")
+    for kind in doc["unexamined_routes"]:
+        lines.append(f"{indent}    ? {kind}: a route type depstrace cannot look into")
     for mount in doc["mounts"]:
         if mount["app"] is None:
             what = (
@@ -724,17 +867,41 @@ def _app_lines(doc: dict[str, Any], indent: str) -> list[str]:
             state = "UNUSED, looks like " + "; ".join(
                 f"{alike['callable']} ({alike['reason']})" for alike in entry["lookalikes"]
             )
+        elif entry.get("unknown_routes"):
+            state = (
+                "not used by the routes examined; "
+                + ", ".join(entry["unknown_routes"])
+                + " could not be examined"
+            )
         else:
             state = "UNUSED by every route"
         lines.append(f"{indent}    {_override_head(entry)}: {state}")
     return lines
 
 
+def _alike_line(alike: dict[str, Any]) -> str:
+    other = alike["looks_like"] + (
+        f" ({alike['looks_like_site']})" if alike["looks_like_site"] else ""
+    )
+    whose = [f"used by {', '.join(alike['used_by'])}"] if alike["used_by"] else []
+    if alike["override_key"]:
+        whose.append("an override key of this app")
+    whose_text = " and ".join(whose)
+    return (
+        f"{alike['dependency']}: {alike['callable']} looks like {other}, {whose_text}: "
+        f"{alike['reason']}; an override keyed on one does not reach the other"
+    )
+
+
 def _dependency_lines(nodes: list[dict[str, Any]], indent: str) -> list[str]:
     lines = []
     for node in nodes:
-        site = f"  {node['site']}" if node["site"] else ""
-        text = f"{indent}{node['name']}: {node['callable']}{site}"
+        name, facts = name_parts(node["callable"], node["site"], node["alias"])
+        if facts:
+            text = f"{indent}{node['name']}: {name} ({', '.join(facts)})"
+        else:
+            site = f"  {node['site']}" if node["site"] else ""
+            text = f"{indent}{node['name']}: {name}{site}"
         override = node["override"]
         if override is not None:
             where = f" ({override['site']})" if override["site"] else ""

@@ -20,13 +20,13 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from depstrace._callables import describe
+from depstrace._callables import CallableInfo, describe, ref_in
 from depstrace._context import current_frame, current_request
 from depstrace._failopen import report_internal_error
-from depstrace._records import DependencyNode, RequestRecord
+from depstrace._records import Alias, DependencyNode, RequestRecord
 from depstrace._redact import redact_text
 from depstrace._sites import caller_site, library_dir
-from depstrace.sqlalchemy import engine_of, registry, value_type
+from depstrace.sqlalchemy import engine_of, holds_engine, registry, value_type
 
 if TYPE_CHECKING:
     from depstrace._patching import PatchRegistry
@@ -121,10 +121,22 @@ class _Child:
         self.state = "solving"
 
 
+_UNKNOWN = "<not looked up yet>"
+
+
 class _Frame:
     """One ``solve_dependencies`` call: the node it belongs to and its children."""
 
-    __slots__ = ("children", "dependant", "key_of", "kwargs", "last_cache", "node_child", "record")
+    __slots__ = (
+        "children",
+        "context",
+        "dependant",
+        "key_of",
+        "kwargs",
+        "last_cache",
+        "node_child",
+        "record",
+    )
 
     def __init__(
         self,
@@ -141,6 +153,21 @@ class _Frame:
         self.dependant = dependant
         self.children: list[_Child] = []
         self.last_cache: Any = None
+        self.context: str | None = _UNKNOWN  # the module whose code wrote its Depends
+
+    def alias(self, call: Any, info: CallableInfo) -> Alias | None:
+        """None when ``call``'s own name finds it (nearly always: one attribute read);
+        else a ``module.attribute`` that does, looked up in the module that wrote
+        this frame's ``Depends`` when needed, and what it wraps."""
+        if info.exact:
+            return None
+        if info.ref is None and self.context is _UNKNOWN:
+            parent = self.dependant.call
+            self.context = describe(parent).home if parent is not None else None
+        ref = ref_in(call, info, self.context)
+        if ref is None and info.wraps is None:
+            return None  # a closure, an instance held nowhere: nothing better to say
+        return (ref, info.wraps, info.wraps_site)
 
     def start_child(self, dependant: Any, provider: Any, kwargs: dict[str, Any]) -> _Child | None:
         subs = self.dependant.dependencies
@@ -183,6 +210,10 @@ class _Frame:
             use_cache=sub.use_cache,
             cached=bool(key is not None and sub.use_cache and cache and key in cache),
             started=time.perf_counter(),
+            original_alias=self.alias(original, original_info),
+        )
+        node.resolved_alias = (
+            self.alias(dependant.call, resolved_info) if node.overridden else node.original_alias
         )
         record.dependencies.append(node)
         record.calls.append(original)
@@ -231,6 +262,7 @@ def _observe_value(node: DependencyNode, value: Any) -> None:
     engine = engine_of(value)
     if engine is not None:
         node.engine_id = registry.lookup(engine).id
+        node.engine_held = holds_engine(value)
 
 
 def _unpack(result: Any) -> tuple[dict[str, Any], Any, Any]:
@@ -302,11 +334,36 @@ def _note_root(record: RequestRecord, dependant: Any, provider: Any, request: An
         record.endpoint = describe(dependant.call).qualname
     scope = getattr(request, "scope", None)
     if isinstance(scope, dict):
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
+        path = route_template(scope)
+        if path is not None:
             prefix = scope.get("root_path", "")[len(record.root_path) :]
             record.route = prefix + path
+
+
+def route_template(scope: dict[str, Any]) -> str | None:
+    """The template of the route serving ``scope`` within its app, include
+    prefixes included (mount prefixes are in ``root_path``).
+
+    Before FastAPI 0.141 ``include_router`` copies routes with the prefix
+    applied, so ``scope["route"].path`` is complete.  From 0.141 the included
+    router stays in the route list (``_IncludedRouter``) and ``scope["route"]``
+    is the router's own ``APIRoute``, without the include prefixes; FastAPI
+    keeps the effective route, whose ``path`` has them, in ``scope["fastapi"]``
+    (seen on 0.141.1 and 0.165.0).  Private there, so every step is checked.
+    """
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    private = scope.get("fastapi")
+    if isinstance(private, dict):
+        effective = private.get("effective_route_context")
+        full = getattr(effective, "path", None)
+        # A websocket route is copied with its full path: then scope["route"] is
+        # that copy, not the effective route's original, and already complete.
+        if getattr(effective, "original_route", None) is route and isinstance(full, str) and full:
+            return full
+    return path
 
 
 def _cache_key_function() -> CacheKey:

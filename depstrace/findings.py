@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from depstrace._names import callable_label, via_node
 from depstrace._words import TEST_WORDS, Words
 
 WRONG_DB = "WRONG_DB"
@@ -61,10 +62,11 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
     """Findings computed from one closed request dict whose databases carry ``is_test``."""
     findings: list[Finding] = []
     where = f"{request['method']} {request['path']}"
+    nodes = {node["id"]: node for node in request["dependencies"]}
     for db in request["databases"]:
         if db["is_test"]:
             continue
-        findings.append(_wrong_db(where, db, words))
+        findings.append(_wrong_db(where, db, via_node(db, nodes), words))
         if db["via"] is None:
             origin = db.get("origin")
             source = f" It was reached from {origin}." if origin else ""
@@ -89,11 +91,15 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
     return findings
 
 
-def _wrong_db(where: str, db: dict[str, Any], words: Words) -> Finding:
+def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words: Words) -> Finding:
     engine = f"engine {db['engine_id']}{_created(db)}"
     if db["via"] is not None:
-        provider = f"through dependency {db['via']!r} ({db['via_callable']})"
-        hint = words.wrong_db_fix.format(original=db["via_original"], where=where)
+        # Named so the name finds the object the route used (a wrapper is not
+        # the function whose name it carries).
+        resolved = callable_label(via, "resolved", inline=True) if via else db["via_callable"]
+        original = callable_label(via, "original") if via else db["via_original"]
+        provider = f"through dependency {db['via']!r} ({resolved})"
+        hint = words.wrong_db_fix.format(original=original, where=where)
     else:
         provider = "through no dependency of this request"
         hint = _bypass_hint(words)

@@ -147,12 +147,13 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
         state.session.test_finished(item.nodeid, item.stash.get(_outcome_key, "passed"))
 
 
-def _snapshot(state: _PluginState, scope: str = "function") -> None:
-    """Let the override ledger compare every app's overrides with what it knows."""
+def _snapshot(state: _PluginState, scope: str = "function", test: str | None = None) -> None:
+    """Let the override ledger compare every app's overrides with what it knows
+    (a fallback: writes reach the ledger when they happen)."""
     from depstrace._failopen import report_internal_error
 
     try:
-        state.session.ledger.snapshot(scope)
+        state.session.ledger.snapshot(scope, test)
     except Exception:
         report_internal_error("override snapshot")
 
@@ -254,29 +255,35 @@ def _merge_workers(state: _PluginState) -> None:
 def pytest_fixture_setup(
     fixturedef: Any, request: pytest.FixtureRequest
 ) -> Generator[None, Any, None]:
-    """Attribute overrides a fixture registers to that fixture's scope, and what its
-    setup and teardown run (statements, requests) to the fixture itself."""
+    """Attribute overrides a fixture writes (in its setup and its teardown) to its scope,
+    and what its setup and teardown run (statements, requests) to the fixture itself."""
     state = request.config.stash.get(_state_key, None)
     if state is None:
         yield
         return
+    from depstrace._failopen import report_internal_error
+
     try:
         fixture = _fixture_info(fixturedef)
     except Exception:  # a fixture object pytest may change: never fail its setup
-        from depstrace._failopen import report_internal_error
-
         report_internal_error("fixture attribution")
         fixture = None
     # Finalizers run last-in first-out: this one, added before the fixture's own
     # teardown is, runs after it and puts back what the one added below replaced.
     replaced: list[dict[str, Any] | None] = []  # what the teardown's fixture replaced
     fixturedef.addfinalizer(lambda: replaced and set_fixture(replaced.pop()))
+    ledger = state.session.ledger
     _snapshot(state)
+    try:
+        ledger.fixture_started(fixturedef.func, fixturedef.scope)
+    except Exception:
+        report_internal_error("override ledger (fixture)")
     previous = set_fixture(fixture)
     try:
         yield
     finally:
         set_fixture(previous)
+        ledger.fixture_finished()
     _snapshot(state, fixturedef.scope)
     fixturedef.addfinalizer(lambda: replaced.append(set_fixture(fixture)))
 
@@ -316,10 +323,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     """Attribute what the test body runs (and the overrides it sets) to the test."""
     state = item.config.stash.get(_state_key, None)
     if state is not None:
-        _snapshot(state)
+        _snapshot(state, test=item.nodeid)
     yield from _phase(item.config, item.nodeid, "call")
     if state is not None:
-        _snapshot(state)
+        _snapshot(state, test=item.nodeid)
 
 
 @pytest.hookimpl(hookwrapper=True)

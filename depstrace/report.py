@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from depstrace._names import chain_label, via_node
 from depstrace.account import (
     Tally,
     fit,
@@ -100,18 +101,7 @@ def chain_of(db: Record, request: Record) -> str:
 def _chain(db: Record, deps: dict[int, Record]) -> str:
     if db["via"] is None:
         return "no dependency: opened outside Depends"
-    node = next(
-        (d for d in deps.values() if d["name"] == db["via"] and d["engine_id"] == db["engine_id"]),
-        None,
-    )
-    parts = []
-    while node is not None:
-        if node["overridden"]:
-            parts.append(f"{node['name']}={node['resolved']} (override of {node['original']})")
-        else:
-            parts.append(f"{node['name']}={node['resolved']} (not overridden)")
-        node = deps.get(node["parent"]) if node["parent"] is not None else None
-    return " <- ".join(parts)
+    return chain_label(via_node(db, deps), deps)
 
 
 # One line per finding code for the "why" section of the account.

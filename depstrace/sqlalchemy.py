@@ -423,6 +423,12 @@ def engine_of(value: Any) -> Engine | EngineInfo | None:
         return None
 
 
+def holds_engine(value: Any) -> bool:
+    """Whether :func:`engine_of` found ``value``'s engine in one of its attributes
+    (a repository or service holding a session) rather than in the value itself."""
+    return _extractors.get(type(value)) is _attribute_engine
+
+
 def _normalize(bind: Any) -> Any:
     if bind is None:
         return None

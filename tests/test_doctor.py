@@ -170,6 +170,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
         "name": "settings",
         "callable": "db:get_settings",
         "site": get_settings,
+        "alias": None,
         "override": {"callable": "app:fake_settings", "site": fake_settings},
         "dependencies": [],
     }
@@ -196,10 +197,12 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                             "name": "db",
                             "callable": "db:get_db",
                             "site": get_db,
+                            "alias": None,
                             "override": {"callable": "app:fake_db", "site": fake_db},
                             "dependencies": [settings_node],
                         }
                     ],
+                    "lookalikes": [],
                 },
                 {
                     "kind": "websocket",
@@ -209,6 +212,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                     "endpoint": "app:stream",
                     "endpoint_site": f"app.py:{line(app_py, '@app.websocket')}",
                     "dependencies": [settings_node],
+                    "lookalikes": [],
                 },
             ],
             "mounts": [],
@@ -221,6 +225,7 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                     "used_by": ["GET /items/{item_id} (db)"],
                     "needed_by_mounted_apps": [],
                     "lookalikes": [],
+                    "unknown_routes": [],
                 },
                 {
                     "key": "db:get_settings",
@@ -230,8 +235,10 @@ def test_clean_app_json(project: Path, capsys: pytest.CaptureFixture[str]) -> No
                     "used_by": ["GET /items/{item_id} (settings)", "WEBSOCKET /ws (settings)"],
                     "needed_by_mounted_apps": [],
                     "lookalikes": [],
+                    "unknown_routes": [],
                 },
             ],
+            "unexamined_routes": [],
         },
         "other_apps": [],
         "engines": [
@@ -752,3 +759,368 @@ def test_app_wrapped_in_middleware(project: Path, capsys: pytest.CaptureFixture[
     )
     status, out, err = doctor(capsys, "--json", "wrapped:app")
     assert (status, json.loads(out)["app"]["title"], err) == (0, "Inner", "loading settings\n")
+
+
+# --- included routers (FastAPI >= 0.141 keeps them as _IncludedRouter) -----------------------
+
+TIMING = """\
+import functools
+
+
+def timed(dependency):
+    @functools.wraps(dependency)
+    def wrapper():
+        yield from dependency()
+
+    return wrapper
+"""
+
+ROUTERS = """\
+from fastapi import APIRouter, Depends, WebSocket
+
+from db import get_db, get_settings
+from timing import timed
+
+timed_db = timed(get_db)
+
+
+def require_user(settings=Depends(get_settings)):
+    return "ada"
+
+
+def audit():
+    return None
+
+
+items = APIRouter(prefix="/items", dependencies=[Depends(require_user)])
+
+
+@items.get("/{item_id}")
+def read_item(item_id: int, db=Depends(get_db)):
+    return item_id
+
+
+@items.websocket("/feed")
+async def feed(websocket: WebSocket, db=Depends(get_db)):
+    await websocket.close()
+
+
+reports = APIRouter()
+
+
+@reports.get("/reports")
+def list_reports(db=Depends(timed_db)):
+    return []
+
+
+admin = APIRouter()
+admin.include_router(items, prefix="/admin")
+admin.include_router(reports)
+"""
+
+INCLUDING_APP = """\
+from fastapi import APIRouter, Depends, FastAPI
+
+from db import get_db
+from routers import admin, audit, items
+
+
+def fake_db():
+    yield None
+
+
+app = FastAPI(title="Shop")
+api = APIRouter(prefix="/api")
+api.include_router(admin, prefix="/v1", dependencies=[Depends(audit)])
+app.include_router(api)
+app.include_router(items, prefix="/public")
+app.dependency_overrides[get_db] = fake_db
+"""
+
+
+def test_included_routers_text(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nested, prefixed routers with router-level dependencies are walked on every FastAPI
+    version: full paths, complete trees, the override used, the wrapper route reported."""
+    write(project, db=DB, timing=TIMING, routers=ROUTERS, app=INCLUDING_APP)
+    app_py, db_py, routers_py = project / "app.py", project / "db.py", project / "routers.py"
+    timing_py = project / "timing.py"
+    status, out, err = doctor(capsys, "app:app")
+    assert (status, err) == (1, "")
+    get_db = f"db.py:{line(db_py, 'def get_db')}"
+    wrapper = f"timing.py:{line(timing_py, '@functools.wraps')}"
+    audit = f"      audit: routers:audit  routers.py:{line(routers_py, 'def audit')}"
+    user = [
+        f"      require_user: routers:require_user  routers.py:{line(routers_py, 'def require_user')}",
+        f"        settings: db:get_settings  db.py:{line(db_py, 'def get_settings')}",
+    ]
+    overridden = f"      db: db:get_db  {get_db}  -> override app:fake_db (app.py:{line(app_py, 'def fake_db')})"
+    read_item = f"routers:read_item  routers.py:{line(routers_py, '@items.get')}"
+    feed = f"routers:feed  routers.py:{line(routers_py, '@items.websocket')}"
+    uses = (
+        "GET /api/v1/admin/items/{item_id} (db), WEBSOCKET /api/v1/admin/items/feed (db), "
+        "GET /public/items/{item_id} (db), WEBSOCKET /public/items/feed (db)"
+    )
+    timed_db = f"routers.timed_db (defined at {wrapper}, wraps db:get_db at {get_db})"
+    reason = f"db:get_db ({wrapper}) wraps db:get_db ({get_db}) (functools.wraps)"
+    lines = out.splitlines()
+    engines = lines.index(f"engines (test database: {DEFAULT_RULE}):")
+    assert lines[: engines + 1] == [
+        "depstrace doctor app:app",
+        "",
+        f"app 'Shop' (app{_app_number(out)}), created at app.py:{line(app_py, 'FastAPI(')} during import",
+        "  routes:",
+        f"    GET /api/v1/admin/items/{{item_id}}  {read_item}",
+        audit,
+        *user,
+        overridden,
+        f"    WEBSOCKET /api/v1/admin/items/feed  {feed}",
+        audit,
+        *user,
+        overridden,
+        f"    GET /api/v1/reports  routers:list_reports  routers.py:{line(routers_py, '@reports.get')}",
+        audit,
+        f"      db: {timed_db}",
+        f"      ! db: {timed_db} looks like db:get_db ({get_db}), used by {uses} and an override "
+        f"key of this app: {reason}; an override keyed on one does not reach the other",
+        f"    GET /public/items/{{item_id}}  {read_item}",
+        *user,
+        overridden,
+        f"    WEBSOCKET /public/items/feed  {feed}",
+        *user,
+        overridden,
+        "  overrides:",
+        f"    db:get_db ({get_db}) -> app:fake_db (app.py:{line(app_py, 'def fake_db')}): used by {uses}",
+        "",
+        f"engines (test database: {DEFAULT_RULE}):",
+    ]
+    assert lines[lines.index("problems (1):") :] == [
+        "problems (1):",
+        f"  OVERRIDE_IDENTITY_MISMATCH: the override of db:get_db (defined at {get_db}; held as "
+        f"app.get_db, db.get_db, routers.get_db) on 'Shop' (app{_app_number(out)}) serves {uses}, "
+        f"but it looks like db:get_db (defined at {wrapper}; held as routers.timed_db) used by "
+        f"GET /api/v1/reports (db): {reason}; FastAPI finds overrides by identity, so that "
+        "dependency is not overridden",
+        f"      fix: Key the override on the very object the route uses: import {timed_db} from "
+        "the module the route imports it from, and do not reload that module or re-create the "
+        "dependency between the override and the request.",
+    ]
+
+
+def test_included_routers_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json: every included route with its full path, its dependency names in solve order,
+    the working override used by all four, and the wrapper route's lookalike entry."""
+    write(project, db=DB, timing=TIMING, routers=ROUTERS, app=INCLUDING_APP)
+    status, document = doctor_json(capsys, "app:app")
+    assert status == 1
+
+    def names(nodes: list[dict[str, Any]]) -> list[Any]:
+        return [(n["name"], n["override"] is not None, names(n["dependencies"])) for n in nodes]
+
+    user = ("require_user", False, [("settings", False, [])])
+    db = ("db", True, [])
+    assert [
+        (r["kind"], r["methods"], r["path"], names(r["dependencies"]))
+        for r in document["app"]["routes"]
+    ] == [
+        ("http", ["GET"], "/api/v1/admin/items/{item_id}", [("audit", False, []), user, db]),
+        ("websocket", [], "/api/v1/admin/items/feed", [("audit", False, []), user, db]),
+        ("http", ["GET"], "/api/v1/reports", [("audit", False, []), ("db", False, [])]),
+        ("http", ["GET"], "/public/items/{item_id}", [user, db]),
+        ("websocket", [], "/public/items/feed", [user, db]),
+    ]
+    [override] = document["app"]["overrides"]
+    assert override["used_by"] == [
+        "GET /api/v1/admin/items/{item_id} (db)",
+        "WEBSOCKET /api/v1/admin/items/feed (db)",
+        "GET /public/items/{item_id} (db)",
+        "WEBSOCKET /public/items/feed (db)",
+    ]
+    get_db = f"db.py:{line(project / 'db.py', 'def get_db')}"
+    wrapper = f"timing.py:{line(project / 'timing.py', '@functools.wraps')}"
+    reports = document["app"]["routes"][2]
+    assert reports["dependencies"][1] == {
+        "name": "db",
+        "callable": "db:get_db",
+        "site": wrapper,
+        "alias": {"ref": "routers.timed_db", "wraps": "db:get_db", "wraps_site": get_db},
+        "override": None,
+        "dependencies": [],
+    }
+    assert reports["lookalikes"] == [
+        {
+            "dependency": "db",
+            "callable": f"routers.timed_db (defined at {wrapper}, wraps db:get_db at {get_db})",
+            "looks_like": "db:get_db",
+            "looks_like_site": get_db,
+            "used_by": override["used_by"],
+            "override_key": True,
+            "reason": f"db:get_db ({wrapper}) wraps db:get_db ({get_db}) (functools.wraps)",
+        }
+    ]
+    assert [r["lookalikes"] for r in document["app"]["routes"] if r is not reports] == [[]] * 4
+    assert document["app"]["unexamined_routes"] == []
+
+
+def test_route_using_a_wrapper_without_any_override(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no override yet, the route using a wrapper of what other routes use is reported
+    per route (the one fewer routes use), and that alone is not a problem."""
+    write(
+        project,
+        db=DB,
+        timing=TIMING,
+        app="""\
+        from fastapi import APIRouter, Depends, FastAPI
+
+        from db import get_db
+        from timing import timed
+
+        router = APIRouter(prefix="/shop")
+
+
+        @router.get("/items")
+        def items(db=Depends(get_db)):
+            return []
+
+
+        @router.get("/orders")
+        def orders(db=Depends(get_db)):
+            return []
+
+
+        @router.get("/stats")
+        def stats(session=Depends(timed(get_db))):
+            return {}
+
+
+        app = FastAPI(title="Plain")
+        app.include_router(router)
+        """,
+    )
+    status, out, _ = doctor(capsys, "app:app")
+    assert status == 0
+    get_db = f"db.py:{line(project / 'db.py', 'def get_db')}"
+    wrapper = f"timing.py:{line(project / 'timing.py', '@functools.wraps')}"
+    flagged = [row for row in out.splitlines() if row.lstrip().startswith("!")]
+    # timed(get_db) is created inline in Depends(...): no global holds it, so it keeps
+    # the name it carries, with its own site and what it wraps.
+    inline = f"db:get_db (defined at {wrapper}, wraps db:get_db at {get_db})"
+    assert f"      session: {inline}" in out.splitlines()
+    assert flagged == [
+        f"      ! session: {inline} looks like db:get_db ({get_db}), used by "
+        "GET /shop/items (db), GET /shop/orders (db): "
+        f"db:get_db ({wrapper}) wraps db:get_db ({get_db}) (functools.wraps); "
+        "an override keyed on one does not reach the other"
+    ]
+    assert out.splitlines()[out.splitlines().index(flagged[0]) - 2].startswith(
+        "    GET /shop/stats  app:stats"
+    )
+
+
+def test_reloaded_dependency_used_by_one_route(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A route holding the pre-reload function while the override (used elsewhere) is keyed
+    on the new one is named by the global that holds it and made a problem."""
+    write(
+        project,
+        db=DB,
+        legacy="""\
+        from fastapi import APIRouter, Depends
+
+        from db import get_db
+
+        router = APIRouter()
+
+
+        @router.get("/legacy")
+        def legacy(db=Depends(get_db)):
+            return []
+        """,
+        app="""\
+        import importlib
+
+        from fastapi import Depends, FastAPI
+
+        import db
+        from legacy import router
+
+        importlib.reload(db)  # what a settings-reloading conftest does
+
+        app = FastAPI(title="Reloaded")
+        app.include_router(router, prefix="/v1")
+
+
+        @app.get("/items")
+        def items(session=Depends(db.get_db)):
+            return []
+
+
+        app.dependency_overrides[db.get_db] = lambda: None
+        """,
+    )
+    status, document = doctor_json(capsys, "app:app")
+    assert status == 1
+    site = f"db.py:{line(project / 'db.py', 'def get_db')}"
+    legacy = document["app"]["routes"][0]
+    assert (legacy["path"], legacy["dependencies"][0]["alias"]) == (
+        "/v1/legacy",
+        {"ref": "legacy.get_db", "wraps": None, "wraps_site": None},
+    )
+    reason = (
+        "same module and qualname (db:get_db), defined again in the same module "
+        "(importlib.reload does that)"
+    )
+    assert legacy["lookalikes"] == [
+        {
+            "dependency": "db",
+            "callable": f"legacy.get_db (db:get_db at {site})",
+            "looks_like": "db:get_db",
+            "looks_like_site": site,
+            "used_by": ["GET /items (session)"],
+            "override_key": True,
+            "reason": reason,
+        }
+    ]
+    assert codes(document) == ["OVERRIDE_IDENTITY_MISMATCH"]
+    assert document["problems"][0]["message"].startswith(
+        f"the override of db:get_db (defined at {site}; held as db.get_db) on 'Reloaded' "
+        f"({document['app']['id']}) serves GET /items (session), but it looks like db:get_db "
+        f"(defined at {site}; held as legacy.get_db) used by GET /v1/legacy (db): {reason}"
+    )
+
+
+def test_route_type_it_cannot_enter_makes_no_override_unused(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Host route is listed as not examined, and the override its app may use is not
+    called unused (no advice to remove a working override)."""
+    write(
+        project,
+        db=DB,
+        app="""\
+        from fastapi import Depends, FastAPI
+
+        from db import get_db
+
+        api = FastAPI(title="API")
+
+
+        @api.get("/items")
+        def items(db=Depends(get_db)):
+            return []
+
+
+        app = FastAPI(title="Hosts")
+        app.host("api.example.com", api)
+        app.dependency_overrides[get_db] = lambda: None
+        """,
+    )
+    status, document = doctor_json(capsys, "app:app")
+    assert (status, document["problems"]) == (0, [])
+    assert document["app"]["unexamined_routes"] == ["starlette.routing:Host"]
+    assert document["app"]["overrides"][0]["unknown_routes"] == ["starlette.routing:Host"]
+    status, out, _ = doctor(capsys, "app:app")
+    assert "    ? starlette.routing:Host: a route type depstrace cannot look into" in out
+    assert ": not used by the routes examined; starlette.routing:Host could not be examined" in out

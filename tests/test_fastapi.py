@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException, Security, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Security, WebSocket
 from fastapi.security import SecurityScopes
 from fastapi.testclient import TestClient
 
@@ -224,6 +224,45 @@ def test_mounted_sub_app_is_its_own_provider(traced: TraceSession) -> None:
     assert [a["title"] for a in record["apps"]] == ["parent", "admin"]
     assert record["apps"][1] == record["app"]
     assert record["dependencies"][0]["overridden"] is False
+
+
+def test_route_template_carries_include_prefixes(traced: TraceSession) -> None:
+    """``route`` is the full template, include and mount prefixes included, for nested and
+    twice-included routers, router-level dependencies and websockets, on every FastAPI."""
+    items = APIRouter(prefix="/items", dependencies=[Depends(settings)])
+
+    @items.get("/{item_id:int}")
+    def item(item_id: int, user: Annotated[str, Depends(get_user)]) -> int:
+        return item_id
+
+    @items.websocket("/feed/{room}")
+    async def feed(websocket: WebSocket, room: str) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    admin = APIRouter(prefix="/admin")
+    admin.include_router(items, prefix="/v1")
+    app = FastAPI(title="shop")
+    app.include_router(admin, prefix="/api")
+    app.include_router(items, prefix="/public")
+    sub = FastAPI(title="partner")
+    sub.include_router(admin, prefix="/p")
+    app.mount("/partners", sub)
+    with TestClient(app) as client:
+        for path in ("/api/admin/v1/items/1", "/public/items/2", "/partners/p/admin/v1/items/3"):
+            assert client.get(path).status_code == 200
+        for path in ("/api/admin/v1/items/feed/a", "/partners/p/admin/v1/items/feed/b"):
+            with client.websocket_connect(path):
+                pass
+    assert [(r["path"], r["route"], r["app"]["title"]) for r in traced.requests] == [
+        ("/api/admin/v1/items/1", "/api/admin/v1/items/{item_id:int}", "shop"),
+        ("/public/items/2", "/public/items/{item_id:int}", "shop"),
+        ("/partners/p/admin/v1/items/3", "/partners/p/admin/v1/items/{item_id:int}", "partner"),
+        ("/api/admin/v1/items/feed/a", "/api/admin/v1/items/feed/{room}", "shop"),
+        ("/partners/p/admin/v1/items/feed/b", "/partners/p/admin/v1/items/feed/{room}", "partner"),
+    ]
+    # The router-level dependency is solved first, then the route's own.
+    assert [d["name"] for d in traced.requests[0]["dependencies"]] == ["settings", "user", "cfg"]
 
 
 @pytest.mark.anyio

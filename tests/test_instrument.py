@@ -26,6 +26,8 @@ def originals() -> dict[str, object]:
         "utils.solve_dependencies": fastapi.dependencies.utils.solve_dependencies,
         "routing.solve_dependencies": fastapi.routing.solve_dependencies,
         "FastAPI.__call__": FastAPI.__call__,
+        "FastAPI.__setattr__": FastAPI.__setattr__,
+        "FastAPI.__delattr__": FastAPI.__delattr__,
         "sqlalchemy.create_engine": sa.create_engine,
         "create.create_engine": sqlalchemy.engine.create.create_engine,
         "asyncio._create_engine": sqlalchemy.ext.asyncio.engine._create_engine,
@@ -139,5 +141,6 @@ def test_disabled_plugin_patches_nothing() -> None:
     """In this (DEPSTRACE-less) test session the plugin installed no patch."""
     assert fastapi.dependencies.utils.solve_dependencies.__module__ == "fastapi.dependencies.utils"
     assert FastAPI.__call__.__module__ == "fastapi.applications"
+    assert "__setattr__" not in vars(FastAPI)
     assert sa.create_engine.__module__.startswith("sqlalchemy")
     assert "depstrace.pytest_plugin" in sys.modules
