@@ -14,7 +14,7 @@ import sys
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-__all__ = ["database_name", "redact_dsn", "redact_text", "redact_url"]
+__all__ = ["database_name", "redact_dsn", "redact_text", "redact_url", "sqlite_file"]
 
 MASK = "***"
 
@@ -228,33 +228,53 @@ def redact_text(text: str) -> str:
     return "".join([*pieces, text[pos:]])
 
 
-def _sqlite_name(database: str | None, in_memory: bool) -> str:
+def _sqlite_path(database: str | None, in_memory: bool) -> str:
     if in_memory or not database or database == ":memory:" or database.startswith("file::memory:"):
         return ":memory:"
     if database.startswith("file:"):
         database = database[len("file:") :]  # SQLite URI filename
-    return database.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or database
+    return database
+
+
+def _backend_and_database(url: object) -> tuple[str | None, str | None]:
+    """(backend, database as written) of a str or SQLAlchemy ``URL``; for SQLite the
+    database is its file path, or ``":memory:"``; (None, None) when ``url`` is no URL."""
+    text, sa_url = _to_text(url)
+    if sa_url is not None:
+        try:
+            backend, database = sa_url.get_backend_name(), sa_url.database
+            if backend == "sqlite":
+                in_memory = "memory" in str(sa_url.query.get("mode", ""))
+                return backend, _sqlite_path(database, in_memory)
+            return backend, str(database) if database else None
+        except Exception:
+            return None, None
+    match = _SCHEME_RE.match(text.strip())
+    if match is None:
+        return None, None
+    rest = text.strip()[match.end() :]
+    backend = match.group(0).split("+", 1)[0].split(":", 1)[0].lower()
+    if backend == "sqlite":
+        path, _, query = rest.partition("?")
+        path = path[1:] if path.startswith("/") else path
+        return backend, _sqlite_path(path, "mode=memory" in query)
+    path = re.split(r"[?#]", _split_authority(rest)[1], maxsplit=1)[0]
+    return backend, unquote(path.partition("/")[2]) or None
 
 
 def database_name(url: object) -> str | None:
     """Return the database name as users think of it: the file name for SQLite (``test.db``),
     ``":memory:"`` for in-memory SQLite, the path component (``db``) for other backends, or
     None when ``url`` (a str or SQLAlchemy ``URL``) names no database."""
-    text, sa_url = _to_text(url)
-    if sa_url is not None:
-        try:
-            backend, database = sa_url.get_backend_name(), sa_url.database
-            if backend == "sqlite":
-                return _sqlite_name(database, "memory" in str(sa_url.query.get("mode", "")))
-            return str(database) if database else None
-        except Exception:
-            return None
-    match = _SCHEME_RE.match(text.strip())
-    if match is None:
-        return None
-    rest = text.strip()[match.end() :]
-    if match.group(0).split("+", 1)[0].split(":", 1)[0].lower() == "sqlite":
-        path, _, query = rest.partition("?")
-        return _sqlite_name(path[1:] if path.startswith("/") else path, "mode=memory" in query)
-    path = re.split(r"[?#]", _split_authority(rest)[1], maxsplit=1)[0]
-    return unquote(path.partition("/")[2]) or None
+    backend, database = _backend_and_database(url)
+    if backend != "sqlite" or database is None or database == ":memory:":
+        return database
+    return database.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or database
+
+
+def sqlite_file(url: object) -> str | None:
+    """Return the path of an on-disk SQLite database as the URL writes it (a relative path
+    stays relative to the working directory), or None for in-memory SQLite, other backends
+    and strings that are not URLs."""
+    backend, database = _backend_and_database(url)
+    return database if backend == "sqlite" and database != ":memory:" else None

@@ -3,6 +3,9 @@
 A rule comes from the ``DEPSTRACE_TEST_DB`` environment variable or from a spec passed in
 code (patterns, a regex, a callable, a SQLAlchemy URL or engine). Every check runs on the
 redacted URL, so user patterns and callables never see a password.
+
+The default rule judges *words* of the database name, not substrings: ``shop_test`` and
+``testdb`` are test databases, ``shop_latest`` (a production copy) and ``contest`` are not.
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from depstrace._redact import _sqlalchemy_class, database_name, redact_url
+from depstrace._redact import _sqlalchemy_class, database_name, redact_url, sqlite_file
 
-__all__ = ["ENV_VAR", "TestDatabaseRule"]
+__all__ = ["ENV_VAR", "TestDatabaseRule", "name_words"]
 
 ENV_VAR = "DEPSTRACE_TEST_DB"
 
-_DEFAULT_DESCRIPTION = 'default rule (database name contains "test", or SQLite in memory)'
+_DEFAULT_DESCRIPTION = (
+    'default rule (a word of the database name starts with "test", as in shop_test or '
+    "testdb; SQLite in memory or in a test run's temporary directories)"
+)
 _HOW_TO = "write re:<python regex> or an fnmatch glob such as *test*"
 _ACCEPTED = (
     "None, a str of comma-separated patterns (re:<regex> or fnmatch globs), a compiled "
@@ -37,9 +44,76 @@ def _name(url: object, redacted: str) -> str | None:
     return database_name(redacted if isinstance(url, str) else url)
 
 
-def _default(url: object, redacted: str) -> bool:
-    name = _name(url, redacted)
-    return name is not None and (name == ":memory:" or "test" in name.lower())
+# Where words of a name meet: a run of anything but letters and digits, a lower-case letter
+# or digit followed by a capital (shopTest), a capital ending an acronym (APITest).
+_WORD_BOUNDARY = re.compile(r"[\W_]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def name_words(name: str) -> list[str]:
+    """Split a database name into the words the default rule judges: on every character
+    that is not a letter or digit and where the case changes
+    (``"myapp_test_gw0"`` -> ``["myapp", "test", "gw0"]``, ``"ShopTestDB"`` ->
+    ``["Shop", "Test", "DB"]``)."""
+    return [word for word in _WORD_BOUNDARY.split(name) if word]
+
+
+def _test_name(name: str) -> bool:
+    return any(word[:4].lower() == "test" for word in name_words(name))
+
+
+def _spellings(path: str) -> set[str]:
+    """``path`` made absolute, as written and with symlinks resolved (``/tmp`` is
+    ``/private/tmp`` on macOS), in the platform's case."""
+    absolute = os.path.abspath(path)
+    return {os.path.normcase(absolute), os.path.normcase(os.path.realpath(absolute))}
+
+
+def _parts_below(path: str, root: str) -> list[str] | None:
+    """The components of ``path`` below ``root``, or None when it is not inside it."""
+    try:
+        relative = os.path.relpath(path, root)
+    except ValueError:  # another drive on Windows
+        return None
+    parts = relative.split(os.sep)
+    return None if parts[0] in (os.curdir, os.pardir) else parts
+
+
+def _temp_root() -> str:
+    # Where pytest puts its pytest-of-<user> directories (the same lookup as pytest's).
+    return os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()
+
+
+def _default_rule(temp_dirs: Iterable[str | os.PathLike[str]] | None) -> _Predicate:
+    """The default predicate. ``temp_dirs`` are pytest's temporary directories for this
+    run (its ``--basetemp``); None means pytest's default place, any
+    ``pytest-of-<user>`` directory in the system's temporary directory."""
+    if temp_dirs is None:
+        roots = _spellings(_temp_root())
+        depth = 2  # pytest-of-<user>/<something>/...: inside one of pytest's directories
+    else:
+        roots = {spelling for path in temp_dirs for spelling in _spellings(os.fspath(path))}
+        depth = 1
+
+    def in_temp_dirs(path: str) -> bool:
+        for spelling in _spellings(path):
+            for root in roots:
+                parts = _parts_below(spelling, root)
+                if parts is None or len(parts) < depth:
+                    continue
+                if temp_dirs is not None or parts[0].startswith("pytest-of-"):
+                    return True
+        return False
+
+    def predicate(url: object, redacted: str) -> bool:
+        name = _name(url, redacted)
+        if name is None:
+            return False
+        if name == ":memory:" or _test_name(name):
+            return True
+        path = sqlite_file(redacted if isinstance(url, str) else url)
+        return path is not None and in_temp_dirs(path)
+
+    return predicate
 
 
 def _compile(item: str, source: str) -> Callable[[str], object]:
@@ -111,21 +185,31 @@ class TestDatabaseRule:
 
     __test__ = False  # the name starts with "Test"; keep pytest from collecting it
 
-    def __init__(self, spec: object = None, *, source: str = ENV_VAR) -> None:
+    def __init__(
+        self,
+        spec: object = None,
+        *,
+        source: str = ENV_VAR,
+        temp_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    ) -> None:
         """Build the rule for ``spec``; ``source`` names where string patterns came from in
-        error messages and descriptions. Raise TypeError for an unsupported spec and
+        error messages and descriptions. ``temp_dirs`` tells the default rule where this
+        pytest run keeps its temporary directories (the plugin passes ``--basetemp``);
+        None means pytest's default place. Raise TypeError for an unsupported spec and
         ValueError for an empty or invalid pattern."""
         self._predicate: _Predicate
         self._description: str
-        self._predicate, self._description = self._build(spec, source)
+        self._predicate, self._description = self._build(spec, source, temp_dirs)
 
     @staticmethod
-    def _build(spec: object, source: str) -> tuple[_Predicate, str]:
+    def _build(
+        spec: object, source: str, temp_dirs: Iterable[str | os.PathLike[str]] | None
+    ) -> tuple[_Predicate, str]:
         """Turn ``spec`` into (predicate, description), checking the kinds in order."""
         if isinstance(spec, TestDatabaseRule):
             return spec._predicate, spec._description
         if spec is None or (isinstance(spec, str) and not spec.strip()):
-            return _default, _DEFAULT_DESCRIPTION
+            return _default_rule(temp_dirs), _DEFAULT_DESCRIPTION
         if isinstance(spec, str):
             items = [item.strip() for item in spec.split(",")]
             tests = [_compile(item, source) for item in items]
@@ -156,9 +240,15 @@ class TestDatabaseRule:
         return spec if isinstance(spec, TestDatabaseRule) else cls(spec, source=source)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> TestDatabaseRule:
-        """Build the rule from ``DEPSTRACE_TEST_DB`` in ``environ`` (default rule if unset)."""
-        return cls(environ.get(ENV_VAR))
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        temp_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    ) -> TestDatabaseRule:
+        """Build the rule from ``DEPSTRACE_TEST_DB`` in ``environ`` (the default rule, with
+        ``temp_dirs``, if unset)."""
+        return cls(environ.get(ENV_VAR), temp_dirs=temp_dirs)
 
     def matches(self, url: object) -> bool:
         """Whether ``url`` (a raw or redacted str, or a SQLAlchemy URL) is a test database;

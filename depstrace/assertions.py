@@ -22,9 +22,10 @@ def assert_all_resolved_to_test_db(test_db: Any = None, *, scope: str = "test") 
     ``test_db`` is a pattern string (comma-separated fnmatch globs or
     ``re:<regex>``), a compiled regex, a callable taking the redacted URL, a
     SQLAlchemy URL or Engine; by default the session's rule (``DEPSTRACE_TEST_DB``,
-    else: database name contains "test", or SQLite in memory).  ``scope="test"``
-    checks the requests of the running test (setup, call and teardown);
-    ``scope="session"`` every request so far.  The AssertionError lists each
+    else: a word of the database name starts with "test", SQLite in memory or
+    under pytest's temporary directories).  ``scope="test"`` checks the requests
+    of the running test (setup, call and teardown); ``scope="session"`` every
+    request so far.  The AssertionError lists each
     offending request with its dependency chain, database, engine origin,
     finding codes and a fix.
 

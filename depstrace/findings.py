@@ -233,8 +233,9 @@ def loop_mismatch(
         severity="error",
         message=(
             f"{where}: engine {engine['engine_id']} ({engine['url']}{_created(engine)}): "
-            f"{detail}. Async drivers bind connections to the loop that created them; "
-            "expect 'attached to a different loop' or 'another operation is in progress'"
+            f"{detail}. That driver binds a connection to the loop that opened it; "
+            "expect 'attached to a different loop', 'another operation is in progress' "
+            "or 'Event loop is closed'"
         ),
         hint=words.loop_fix,
         engine_id=engine["engine_id"],

@@ -99,15 +99,26 @@ def pytest_load_initial_conftests(
         if worker:
             trace_file = _worker_file(trace_file, worker)
         from depstrace._instrument import start
+        from depstrace._testdb import TestDatabaseRule
 
         if early_config.inipath is not None:  # pytest-env's `env` lines live there
             _envorigin.note_config_files([early_config.inipath])
+        rule = TestDatabaseRule.from_env(os.environ, temp_dirs=_basetemp(early_config))
         previous = set_test_phase(None, "startup")
-        session = start(trace_file=trace_file, runner="xdist_worker" if worker else "pytest")
+        session = start(
+            trace_file=trace_file, test_db=rule, runner="xdist_worker" if worker else "pytest"
+        )
         session.worker = worker
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous, worker)
+
+
+def _basetemp(config: pytest.Config) -> list[Path] | None:
+    """This run's ``--basetemp``: the only temporary directory of the run when given
+    (pytest-xdist workers keep theirs below it); None for pytest's default place."""
+    given = getattr(config.known_args_namespace, "basetemp", None)
+    return None if not given else [config.invocation_params.dir / given]
 
 
 def _phase(config: pytest.Config, nodeid: str | None, phase: str) -> Generator[None, Any, None]:

@@ -164,7 +164,10 @@ _outside_commit_sink: CommitSink | None = None
 
 def _operation(statement: str) -> str:
     """The statement's first keyword, upper case; ``CREATE DATABASE`` and the like
-    (server administration, not application data) keep their object word."""
+    (server administration, not application data) keep their object word, and so
+    does ``START TRANSACTION``; ``BEGIN`` that opens a code block (Oracle, T-SQL)
+    rather than a transaction is ``BLOCK``.  Transaction control followed by more
+    statements in one string (``BEGIN; INSERT ...; COMMIT``) is named by what follows."""
     match = _OPERATION.match(statement)
     if match is None:
         return "?"
@@ -173,8 +176,16 @@ def _operation(statement: str) -> str:
         return "SELECT pg_database"  # does that database exist? (before CREATE DATABASE)
     if keyword in _DDL:
         admin = _DATABASE_DDL.match(statement, match.end())
-        if admin is not None:
-            return f"{keyword} {admin.group(1).upper()}"
+        return keyword if admin is None else f"{keyword} {admin.group(1).upper()}"
+    if keyword == "BEGIN" and not _BEGIN_TRANSACTION.match(statement, match.end()):
+        return "BLOCK"
+    if keyword == "START" and _TRANSACTION_WORD.match(statement, match.end()):
+        keyword = "START TRANSACTION"
+    if keyword in TRANSACTION_CONTROL:
+        end = statement.find(";", match.end())
+        if end >= 0 and statement[end + 1 :].strip():
+            following = _operation(statement[end + 1 :])
+            return keyword if following == "?" else following
     return keyword
 
 
@@ -185,6 +196,19 @@ _DATABASE_DDL = re.compile(r"\s+(DATABASE|ROLE|USER|EXTENSION)\b", re.IGNORECASE
 ADMIN_OPERATIONS = frozenset(
     [f"{verb} {noun}" for verb in _DDL for noun in ("DATABASE", "ROLE", "USER", "EXTENSION")]
     + ["SELECT pg_database"]
+)
+# What follows BEGIN when it starts a transaction (PostgreSQL, MySQL, SQLite, T-SQL)
+# rather than a block of code such as Oracle's "BEGIN proc(); END;".
+_BEGIN_TRANSACTION = re.compile(
+    r"\s*(?:;|$|(?:TRANSACTION|WORK|TRAN|ISOLATION|READ|DEFERRABLE|NOT|DEFERRED|IMMEDIATE"
+    r"|EXCLUSIVE|DISTRIBUTED)\b)",
+    re.IGNORECASE,
+)
+_TRANSACTION_WORD = re.compile(r"\s+TRANSACTION\b", re.IGNORECASE)
+# Transaction control reads and writes no data: it is never counted as a statement, so
+# on its own it never makes a finding (a fixture's bare COMMIT before DROP DATABASE).
+TRANSACTION_CONTROL = frozenset(
+    {"BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE"}
 )
 
 
@@ -208,7 +232,9 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
     try:
-        attribute(registry.lookup(conn.engine), _operation(statement), _outside_sink)
+        operation = _operation(statement)
+        if operation not in TRANSACTION_CONTROL:
+            attribute(registry.lookup(conn.engine), operation, _outside_sink)
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
 
@@ -278,13 +304,39 @@ def _running_loop() -> Any:
         return None
 
 
+# Async drivers whose connections belong to the event loop that opened them: used from
+# another loop they fail ("got Future ... attached to a different loop", "another
+# operation is in progress", "Event loop is closed").  Each entry is proven by a test
+# that reproduces the failure without depstrace (tests/test_loops.py).  Not here, because
+# their connections work from any loop: aiosqlite (a thread per connection; futures are
+# made on the loop that awaits) and psycopg's AsyncConnection (it waits on the socket
+# through the running loop).  Drivers not tested (aioodbc, oracledb) are not judged.
+LOOP_BOUND_DRIVERS = frozenset({"asyncpg", "aiomysql", "asyncmy"})
+_drivers: dict[type, str | None] = {}
+
+
+def _loop_bound_driver(dbapi_connection: Any) -> str | None:
+    """The driver of a pooled connection when it binds connections to their loop
+    (``asyncpg``), else None; judged once per connection type."""
+    kind = type(dbapi_connection)
+    try:
+        return _drivers[kind]
+    except KeyError:
+        pass
+    driver = getattr(dbapi_connection, "driver_connection", None)  # AdaptedConnection
+    package = type(driver).__module__.partition(".")[0] if driver is not None else ""
+    _drivers[kind] = package if package in LOOP_BOUND_DRIVERS else None
+    return _drivers[kind]
+
+
 def _pool_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
-        if not isinstance(dbapi_connection, _adapted_connection()):
-            return  # a sync driver: no event loop owns its connections
+        driver = _loop_bound_driver(dbapi_connection)
+        if driver is None:
+            return  # a sync driver, or an async one whose connections work on any loop
         loop = _running_loop()
         if loop is not None:
-            connection_record.info[_LOOP_KEY] = (id(loop), _loop_label(loop))
+            connection_record.info[_LOOP_KEY] = (id(loop), _loop_label(loop), driver)
     except Exception:
         report_internal_error("pool connect listener")
 
@@ -301,17 +353,11 @@ def _pool_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) ->
         if engine is not None and _loop_sink is not None:
             _loop_sink(
                 registry.lookup(engine),
-                f"a pooled connection created on event loop {created[1]} was checked out "
-                f"on event loop {_loop_label(loop)}",
+                f"a pooled {created[2]} connection created on event loop {created[1]} was "
+                f"checked out on event loop {_loop_label(loop)}",
             )
     except Exception:
         report_internal_error("pool checkout listener")
-
-
-def _adapted_connection() -> type:
-    from sqlalchemy.engine.interfaces import AdaptedConnection
-
-    return AdaptedConnection
 
 
 def _loop_label(loop: Any) -> str:

@@ -1,9 +1,11 @@
-"""Shared fixtures: a traced session, real SQLite files, a real PostgreSQL server."""
+"""Shared fixtures: a traced session, real SQLite files, real PostgreSQL and MariaDB servers."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,14 +42,36 @@ def traced(trace_file: Path) -> Iterator[TraceSession]:
     depstrace.uninstrument()
 
 
+@pytest.fixture(scope="session")
+def make_prod_dir() -> Iterator[Callable[[], Path]]:
+    """Make directories for "production" SQLite files outside pytest's temporary
+    directories (where any SQLite file is a test database by the default rule);
+    all are removed at the end of the session."""
+    made: list[Path] = []
+
+    def make() -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix="depstrace-prod-")))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def sqlite_urls(tmp_path: Path) -> dict[str, str]:
+def prod_dir(make_prod_dir: Callable[[], Path]) -> Path:
+    """A fresh directory for "production" SQLite files, outside pytest's temporary ones."""
+    return make_prod_dir()
+
+
+@pytest.fixture
+def sqlite_urls(tmp_path: Path, prod_dir: Path) -> dict[str, str]:
     """Sync and async URLs of a real test and a real "production" SQLite file."""
     return {
         "test": f"sqlite:///{tmp_path / 'test_app.db'}",
-        "prod": f"sqlite:///{tmp_path / 'prod.db'}",
+        "prod": f"sqlite:///{prod_dir / 'prod.db'}",
         "async_test": f"sqlite+aiosqlite:///{tmp_path / 'test_app.db'}",
-        "async_prod": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
+        "async_prod": f"sqlite+aiosqlite:///{prod_dir / 'prod.db'}",
     }
 
 
@@ -86,6 +110,29 @@ def postgres() -> dict[str, str]:
         "asyncpg_test": f"postgresql+asyncpg://{base}/{PG_TEST_DB}",
         "asyncpg_prod": f"postgresql+asyncpg://{base}/{PG_PROD_DB}",
     }
+
+
+MYSQL_HOST = os.environ.get("DEPSTRACE_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("DEPSTRACE_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("DEPSTRACE_MYSQL_USER", "root")
+MYSQL_DB = os.environ.get("DEPSTRACE_MYSQL_DB", "test")
+
+
+@pytest.fixture(scope="session")
+def mysql() -> str:
+    """``user@host:port/database`` of a real MySQL or MariaDB server (empty password)."""
+    try:
+        import pymysql
+
+        pymysql.connect(
+            host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, database=MYSQL_DB, connect_timeout=3
+        ).close()
+    except Exception as exc:
+        reason = f"MySQL/MariaDB at {MYSQL_HOST}:{MYSQL_PORT} is not usable: {exc}"
+        if os.environ.get("DEPSTRACE_REQUIRE_MYSQL") == "1":
+            pytest.fail(f"DEPSTRACE_REQUIRE_MYSQL=1 but {reason}")
+        pytest.skip(reason)
+    return f"{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{MYSQL_DB}"
 
 
 @pytest.fixture

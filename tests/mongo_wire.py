@@ -6,7 +6,8 @@ OP_QUERY/OP_REPLY frames whose BSON is encoded by pymongo's own ``bson``, so a
 stock ``MongoClient`` / ``AsyncMongoClient`` (``directConnection=True``) goes
 through its whole network stack.  It knows a handful of commands over an
 in-memory ``{database: {collection: [documents]}}``: ``hello``/``isMaster``,
-``ping``, ``buildInfo``, ``endSessions``, ``find`` (top-level equality filters,
+``ping``, ``buildInfo``, ``endSessions``, ``commitTransaction``,
+``abortTransaction``, ``find`` (top-level equality filters,
 ``limit``), ``insert``, ``count`` and ``aggregate`` (``$match``, ``$skip``,
 ``$limit``, and the ``$group`` that ``count_documents`` sends).  Every command
 it receives is logged as ``(database, command)`` so tests can check, from the
@@ -297,6 +298,8 @@ _COMMANDS = {
     "ismaster": _hello,
     "ping": _ok,
     "endsessions": _ok,
+    "committransaction": _ok,  # sent to the admin database
+    "aborttransaction": _ok,
     "buildinfo": _build_info,
     "find": _find,
     "insert": _insert,

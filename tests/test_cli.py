@@ -6,7 +6,7 @@ import fnmatch
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +20,17 @@ import depstrace
 from depstrace.cli import REPORT_EPILOG, main
 
 
-def traced_requests(trace: Path, data: Path, *paths: str) -> Path:
+@pytest.fixture
+def serve(tmp_path: Path, prod_dir: Path) -> Callable[..., Path]:
+    """``serve(*paths)``: the trace file of those requests (see :func:`traced_requests`)."""
+    return lambda *paths: traced_requests(tmp_path / "trace.jsonl", tmp_path, prod_dir, *paths)
+
+
+def traced_requests(trace: Path, data: Path, prod_dir: Path, *paths: str) -> Path:
     """Serve ``paths`` traced into ``trace``: /items through an override to test_app.db,
-    /stats on prod.db outside Depends, /health on no database."""
-    prod = sa.create_engine(f"sqlite:///{data / 'prod.db'}")
+    /stats on prod.db (outside pytest's temporary directories) outside Depends, /health
+    on no database."""
+    prod = sa.create_engine(f"sqlite:///{prod_dir / 'prod.db'}")
     test = sa.create_engine(f"sqlite:///{data / 'test_app.db'}")
 
     def get_db() -> Iterator[Session]:
@@ -113,9 +120,11 @@ def test_shards_read_as_the_serial_run(
     assert fnmatch.filter(lines, unused.format("get_legacy_db -> conftest:override_get_db"))
 
 
-def test_clean_trace_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_clean_trace_exits_0(
+    serve: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Requests on the test database only: one line, exit 0."""
-    trace = traced_requests(tmp_path / "trace.jsonl", tmp_path, "/items", "/items", "/health")
+    trace = serve("/items", "/items", "/health")
     assert report(capsys, str(trace)) == (
         0,
         [f"depstrace: 3 requests, all on test databases. Trace: {trace}"],
@@ -135,11 +144,11 @@ def test_empty_file_is_no_data(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_cut_last_line_is_reported_with_its_byte_count(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serve: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A last line cut mid-record is named with its length; the rest is read, and the
     run is not called clean (exit 2)."""
-    trace = traced_requests(tmp_path / "trace.jsonl", tmp_path, "/items", "/items")
+    trace = serve("/items", "/items")
     lines = trace.read_bytes().splitlines(keepends=True)
     trace.write_bytes(b"".join(lines[:-1]) + lines[-1][:30])  # the summary, cut
 
@@ -158,10 +167,10 @@ def test_cut_last_line_is_reported_with_its_byte_count(
 
 
 def test_cut_line_does_not_hide_findings(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serve: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A damaged trace that shows a request on a non-test database still exits 1."""
-    trace = traced_requests(tmp_path / "trace.jsonl", tmp_path, "/stats", "/items")
+    trace = serve("/stats", "/items")
     text = trace.read_bytes()
     trace.write_bytes(text[:-10])
     status, lines, _ = report(capsys, str(trace))
@@ -171,11 +180,11 @@ def test_cut_line_does_not_hide_findings(
 
 
 def test_malformed_lines_and_records_are_named(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serve: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bad line, a record without ``databases`` and a field of the wrong type are each
     named by file, line and field and left out; the others are read (exit 2)."""
-    trace = traced_requests(tmp_path / "trace.jsonl", tmp_path, "/items", "/items", "/items")
+    trace = serve("/items", "/items", "/items")
     lines = trace.read_text().splitlines()
     numbers = [i for i, line in enumerate(lines) if json.loads(line)["type"] == "request"]
     first, second = (json.loads(lines[i]) for i in numbers[:2])
@@ -199,7 +208,9 @@ def test_malformed_lines_and_records_are_named(
     )
 
 
-def test_unreadable_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_paths(
+    serve: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A missing file, a directory or a glob matching nothing exits 2 with the reason on
     stderr; next to a readable file, the reason joins the account."""
     missing = tmp_path / "missing.jsonl"
@@ -215,7 +226,7 @@ def test_unreadable_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     )
     pattern = str(tmp_path / "shard-*.jsonl")
     assert report(capsys, pattern) == (2, [], f"depstrace: no file matches {pattern!r}\n")
-    trace = traced_requests(tmp_path / "trace.jsonl", tmp_path, "/items")
+    trace = serve("/items")
     assert report(capsys, str(trace), str(missing)) == (
         2,
         [
@@ -227,9 +238,9 @@ def test_unreadable_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     )
 
 
-def test_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+def test_closed_pipe_ends_quietly(serve: Callable[..., Path], tmp_path: Path) -> None:
     """``depstrace report ... | head -1`` prints one line, no traceback, and keeps its status."""
-    trace = traced_requests(tmp_path / "trace.jsonl", tmp_path, *["/stats"] * 200)
+    trace = serve(*["/stats"] * 200)
     script = (  # --verbose: a paragraph per request, far more than a pipe holds
         f'"{sys.executable}" -m depstrace report --verbose "{trace}" | head -n 1; '
         'echo "status ${PIPESTATUS[0]}" >&2'

@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -270,11 +270,12 @@ def test_report(client):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    """The spans a small traced suite exports, run exactly as the README says."""
+def exported(make_prod_dir: Callable[[], Path]) -> list[Any]:
+    """The spans a small traced suite exports, run exactly as the README says (in a
+    directory outside pytest's temporary ones, where shop.db would be a test database)."""
     from otlp_receiver import HttpReceiver
 
-    suite = tmp_path_factory.mktemp("suite")
+    suite = make_prod_dir()
     (suite / "app.py").write_text(SUITE_APP)
     (suite / "test_shop.py").write_text(SUITE_TESTS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPSTRACE", "OTEL_"))}

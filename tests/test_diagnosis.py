@@ -98,11 +98,11 @@ def test_committed_write_and_failed_request_stay_silent(tmp_path: Path) -> None:
 
 
 def test_engine_from_env_names_the_variable_never_the_value(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prod_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A non-test engine built from an exported variable: named, value not shown; a test
     database from a variable is fine."""
-    prod = f"sqlite:///{tmp_path / 'prod.db'}"
+    prod = f"sqlite:///{prod_dir / 'prod.db'}"
     test = f"sqlite:///{tmp_path / 'test.db'}"
     monkeypatch.setenv("DATABASE_URL", prod)
     monkeypatch.setenv("TEST_DATABASE_URL", test)

@@ -17,7 +17,10 @@ from fastapi import FastAPI
 import depstrace
 from depstrace.cli import main
 
-DEFAULT_RULE = 'default rule (database name contains "test", or SQLite in memory)'
+DEFAULT_RULE = (
+    'default rule (a word of the database name starts with "test", as in shop_test or '
+    "testdb; SQLite in memory or in a test run's temporary directories)"
+)
 
 DB = """\
 import os
@@ -576,10 +579,13 @@ def test_override_on_a_second_app_instance(
 
 
 def test_module_engine_on_a_production_sqlite_file(
-    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    project: Path,
+    prod_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A module-level engine on prod.db is listed with its URL and site, and flagged."""
-    prod = project / "prod.db"
+    prod = prod_dir / "prod.db"
     monkeypatch.setenv("APP_DATABASE_URL", f"sqlite:///{prod}")
     write(
         project,

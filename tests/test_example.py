@@ -13,13 +13,17 @@ import pytest
 SHOP = Path(__file__).resolve().parent.parent / "examples" / "shop"
 
 
-def run_example(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run examples/shop's own suite with DEPSTRACE=1 and a private data dir, unwrapped."""
+def run_example(
+    tmp_path: Path, data: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run examples/shop's own suite with DEPSTRACE=1 and a private data dir ``data``
+    (outside pytest's temporary directories, where prod.db would be a test database),
+    unwrapped."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DEPSTRACE", "SHOP_"))}
     environ |= {
         "DEPSTRACE": "1",
         "DEPSTRACE_FILE": str(tmp_path / "trace.jsonl"),
-        "SHOP_DATA_DIR": str(tmp_path / "data"),
+        "SHOP_DATA_DIR": str(data),
         "COLUMNS": "1000",  # the data dir's length must not move the line breaks
         **env,
     }
@@ -41,12 +45,12 @@ def escaped(output: str) -> list[str]:
     return sorted(f"{m[2]}: {m[1]}" for m in found if m)
 
 
-def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path) -> None:
+def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path, prod_dir: Path) -> None:
     """On SQLite the example passes, and depstrace names /stats, the audit task and /admin,
     the write the audit task committed first, and the seeding fixture by name."""
-    result = run_example(tmp_path)
+    result = run_example(tmp_path, prod_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    prod = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'prod.db'}"
+    prod = f"sqlite+aiosqlite:///{prod_dir / 'prod.db'}"
     account = result.stdout.split("= depstrace =", 1)[1].splitlines()
     assert account[1:4] == [
         f"depstrace: 1 request wrote to a non-test database and committed (INSERT 1 on {prod}).",
@@ -88,14 +92,14 @@ def test_example_suite_passes_and_names_the_three_escapes(tmp_path: Path) -> Non
     assert "phase of tests/test_admin.py::test_admin_report" not in result.stdout
 
 
-def test_example_quiet_and_verbose(tmp_path: Path) -> None:
+def test_example_quiet_and_verbose(tmp_path: Path, prod_dir: Path) -> None:
     """-q keeps one line per group; -v the paragraph of each request under its test."""
-    quiet = run_example(tmp_path, "-q").stdout.split("= depstrace =", 1)[1].splitlines()
+    quiet = run_example(tmp_path, prod_dir, "-q").stdout.split("= depstrace =", 1)[1].splitlines()
     assert [line.split(" via ")[1].split(":")[0] for line in quiet if " via " in line] == [
         "no dependency",
         "db=shop.db",
     ]
-    verbose = run_example(tmp_path, "-v").stdout.split("= depstrace =", 1)[1].splitlines()
+    verbose = run_example(tmp_path, prod_dir, "-v").stdout.split("= depstrace =", 1)[1].splitlines()
     assert [line for line in verbose if line.startswith("tests/")] == [
         "tests/test_admin.py::test_admin_report",
         "tests/test_orders.py::test_create_order",
@@ -105,9 +109,11 @@ def test_example_quiet_and_verbose(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_example_suite_on_postgres(tmp_path: Path, postgres: dict[str, str]) -> None:
+def test_example_suite_on_postgres(
+    tmp_path: Path, prod_dir: Path, postgres: dict[str, str]
+) -> None:
     """With SHOP_BACKEND=postgres the same three requests reach depstrace_shop_prod."""
-    result = run_example(tmp_path, SHOP_BACKEND="postgres")
+    result = run_example(tmp_path, prod_dir, SHOP_BACKEND="postgres")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 12 requests reached a non-test database, in 3 tests." in result.stdout
     assert result.stdout.count("/depstrace_shop_prod") >= 3

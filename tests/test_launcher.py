@@ -106,11 +106,12 @@ LAUNCHERS = {
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path) -> Path:
-    """A directory holding the app module (and the SQLite files it creates)."""
-    (tmp_path / "app.py").write_text(APP)
-    (tmp_path / "client.py").write_text(CLIENT)
-    return tmp_path
+def app_dir(prod_dir: Path) -> Path:
+    """A directory holding the app module (and the SQLite files it creates); outside
+    pytest's temporary directories, where prod.db would count as a test database."""
+    (prod_dir / "app.py").write_text(APP)
+    (prod_dir / "client.py").write_text(CLIENT)
+    return prod_dir
 
 
 def start_uvicorn(
@@ -512,13 +513,13 @@ def items(conn: Annotated[sa.Connection, Depends(get_conn)]) -> int:
 
 
 def test_findings_of_a_launched_server_speak_of_requests_and_the_server(
-    tmp_path: Path,
+    tmp_path: Path, prod_dir: Path
 ) -> None:
     """Under ``depstrace run`` no message or fix mentions tests, fixtures or conftest: the
     fixes name the server's configuration, its lifespan and its environment."""
     (tmp_path / "app.py").write_text(SERVED_FROM_ENV)
     (tmp_path / "client.py").write_text(CLIENT)
-    url = f"sqlite:///{tmp_path / 'prod.db'}"
+    url = f"sqlite:///{prod_dir / 'prod.db'}"
     result = subprocess.run(
         [*LAUNCHERS["console-script"], "python", "-c", "from client import get; get('/items')"],
         cwd=tmp_path,

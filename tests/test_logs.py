@@ -579,13 +579,13 @@ def test_emitted_events_have_exactly_the_declared_fields(
     assert {e["event"] for e in events} == set(declared)
 
 
-def test_launched_subprocess_logs_to_its_stderr(tmp_path: Path) -> None:
+def test_launched_subprocess_logs_to_its_stderr(tmp_path: Path, prod_dir: Path) -> None:
     """In a fresh interpreter with DEPSTRACE=1 the default logger writes JSON to stderr."""
     script = tmp_path / "s.py"
     script.write_text(
         "import depstrace, sqlalchemy as sa\n"
         "depstrace.instrument(trace_file=None)\n"
-        f"e = sa.create_engine('sqlite:///{tmp_path / 'prod.db'}')\n"
+        f"e = sa.create_engine('sqlite:///{prod_dir / 'prod.db'}')\n"
         "with e.connect() as c: c.execute(sa.text('SELECT 1'))\n"
         "depstrace.uninstrument()\n"
     )

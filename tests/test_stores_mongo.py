@@ -203,13 +203,17 @@ async def test_async_client_override_and_bypass(
 def test_driver_bookkeeping_is_not_counted(
     server: MongoWireServer, trace_file: Path, traced: TraceSession
 ) -> None:
-    """Handshakes, ping and endSessions are not statements; a find outside a request is."""
+    """Handshakes, ping, endSessions and transaction control are not statements; a find
+    outside a request is."""
     client: MongoClient[Any] = MongoClient(server.url(), directConnection=True)
     client.admin.command("ping")
+    client.admin.command("commitTransaction")
+    client.admin.command("abortTransaction")
     assert client.prod.items.find_one({"_id": 1}) == {"_id": 1, "name": "real customer"}
     client.close()  # sends endSessions
     depstrace.uninstrument()
     assert ("admin", "endSessions") in server.commands
+    assert ("admin", "commitTransaction") in server.commands
     outside = [r for r in depstrace.read_records(trace_file) if r["type"] == "outside_request"]
     assert [(r["url"], r["is_test"], r["statements"], r["operations"]) for r in outside] == [
         (f"mongodb://127.0.0.1:{server.port}/prod", False, 1, {"FIND": 1})

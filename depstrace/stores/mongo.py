@@ -34,9 +34,12 @@ from depstrace.sqlalchemy import registry
 from depstrace.stores import note
 
 # Handshakes, liveness checks, authentication and session/cursor bookkeeping that
-# pymongo sends by itself: not statements of the application.
+# pymongo sends by itself, and transaction control (sent to the admin database):
+# none reads or writes the application's data, so none is a statement.
 SKIPPED_COMMANDS = frozenset(
     {
+        "commitTransaction",
+        "abortTransaction",
         "hello",
         "isMaster",
         "ismaster",

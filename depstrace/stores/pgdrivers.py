@@ -13,11 +13,11 @@ SQLAlchemy listener already counts their statements.  A class-level listener
 on SQLAlchemy's ``Pool`` marks each driver connection SQLAlchemy opens or
 checks out, before its first statement, and marked connections are skipped.
 
-Statements a driver sends on its own are not the application's and are not
-counted: transaction control (``BEGIN``, ``COMMIT``, ``ROLLBACK``, ``SAVEPOINT``,
-``RELEASE``: asyncpg's ``Transaction`` sends them through ``execute``, and
-SQLAlchemy does not count them either) and the reset query asyncpg's pool runs
-when a connection goes back to it.
+Statements that read and write no data are not counted: transaction control
+(``BEGIN``, ``COMMIT``, ``ROLLBACK``, ``SAVEPOINT``, ``RELEASE``: asyncpg's
+``Transaction`` sends them through ``execute``, and the SQLAlchemy listener
+skips them too) and the reset query asyncpg's pool runs when a connection goes
+back to it.
 """
 
 from __future__ import annotations
@@ -33,15 +33,12 @@ from urllib.parse import quote
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import redact_url
-from depstrace.sqlalchemy import _operation, registry
+from depstrace.sqlalchemy import TRANSACTION_CONTROL, _operation, registry
 from depstrace.stores import note
 
 if TYPE_CHECKING:
     from depstrace._patching import PatchRegistry
 
-TRANSACTION_CONTROL = frozenset(
-    {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE"}
-)
 _UNSEEN: Any = object()
 
 # driver connection -> its store, or None for a connection SQLAlchemy drives
