@@ -34,6 +34,12 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass
+from os import fspath as _fspath
+from os import getcwd as _getcwd
+from os import sep as _sep
+from os.path import isabs as _isabs
+from os.path import join as _join
+from os.path import normpath as _normpath
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -310,28 +316,40 @@ def _kind(target: Any) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def shorten_path(path: str) -> str:
-    """Show ``path`` relative to the working directory when it lies below it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if relative.startswith("..") else relative
+    """Show ``path`` relative to the working directory when it lies below it.
+
+    String work on functions bound at import: ``os.path.relpath`` would call
+    ``os.getcwd`` and ``os.path.abspath`` through attributes tests patch.
+    """
+    cwd = _getcwd()
+    full = absolute_path(path)
+    prefix = cwd if cwd.endswith(_sep) else cwd + _sep
+    return full[len(prefix) :] if full.startswith(prefix) else path
 
 
-_LIBRARY_DIRS: tuple[str, ...] | None = None
+def absolute_path(path: str | os.PathLike[str]) -> str:
+    """``os.path.abspath(path)`` from functions bound at import: ``abspath`` calls
+    ``os.getcwd`` through the attribute tests patch (and ``monkeypatch.chdir``
+    still counts: the working directory is read, not remembered)."""
+    text = _fspath(path)
+    return _normpath(text if _isabs(text) else _join(_getcwd(), text))
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {os.path.dirname(os.path.abspath(__file__))}
+    dirs.update(os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    return tuple(d + os.sep for d in sorted(dirs))
+
+
+# Computed at import, not at the first finding: that may come inside a test that
+# patched os.path.
+_LIBRARY_DIRS = _library_dirs()
 
 
 def library_dirs() -> tuple[str, ...]:
     """The standard library, site-packages and depstrace's own directory (each
     ending in a separator): no user code lives there."""
-    global _LIBRARY_DIRS
-    if _LIBRARY_DIRS is None:
-        paths = sysconfig.get_paths()
-        dirs = {os.path.dirname(os.path.abspath(__file__))}
-        dirs.update(
-            os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")
-        )
-        _LIBRARY_DIRS = tuple(d + os.sep for d in sorted(dirs))
     return _LIBRARY_DIRS
 
 
@@ -339,4 +357,4 @@ def library_dirs() -> tuple[str, ...]:
 def is_library_file(path: str) -> bool:
     """Whether ``path`` is library code (see :func:`library_dirs`) or has no file
     (``<frozen ...>``, ``<string>``)."""
-    return path.startswith("<") or os.path.abspath(path).startswith(library_dirs())
+    return path.startswith("<") or absolute_path(path).startswith(_LIBRARY_DIRS)

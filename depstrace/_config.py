@@ -40,12 +40,9 @@ def trace_file(environ: Mapping[str, str] = os.environ, *, root: Path | None = N
     """``DEPSTRACE_FILE`` if set, else ``.depstrace/trace.jsonl`` under ``root``."""
     raw = environ.get("DEPSTRACE_FILE", "").strip()
     if raw:
-        path = Path(raw).expanduser()
-        if path.exists() and path.is_dir():
-            raise ConfigurationError(
-                f"DEPSTRACE_FILE={raw!r} is a directory; name a file such as {path / 'trace.jsonl'}"
-            )
-        return path
+        # Not checked here: a path that cannot be written (a directory, a missing
+        # or read-only place) costs a warning when opened, never the run.
+        return Path(raw).expanduser()
     return (root or Path.cwd()) / DEFAULT_TRACE_FILE
 
 

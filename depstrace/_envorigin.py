@@ -21,10 +21,11 @@ import os
 import re
 import sys
 from collections.abc import Iterable
+from os.path import basename
 from pathlib import Path
 from typing import Any
 
-from depstrace._callables import shorten_path
+from depstrace._callables import absolute_path, shorten_path
 
 _started: dict[str, int] | None = None
 _config_files: tuple[Path, ...] = ()
@@ -84,10 +85,12 @@ def _candidate_files() -> list[Path]:
     files: dict[str, Path] = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and os.path.basename(path) == "conftest.py":
-            files.setdefault(os.path.abspath(path), Path(path))
+        # Nothing through os.path's attributes: this may run inside a test that
+        # patched them (an engine built there from an exported URL).
+        if isinstance(path, str) and basename(path) == "conftest.py":
+            files.setdefault(absolute_path(path), Path(path))
     for path in (*_config_files, Path(".env")):
-        files.setdefault(os.path.abspath(path), path)
+        files.setdefault(absolute_path(path), path)
     return sorted(files.values(), key=lambda p: (p.name != "conftest.py", str(p)))
 
 

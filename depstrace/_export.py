@@ -45,6 +45,10 @@ from depstrace import _config
 from depstrace._config import ConfigurationError
 from depstrace._redact import redact_text, redact_url
 
+# Imported now, not when the first test makes the provider: it binds the
+# standard-library callables it uses at import, before any test patches them.
+from depstrace._spanjson import PrivateIdGenerator, console_line
+
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
@@ -279,14 +283,17 @@ def _private(settings: ExportSettings, collector: Collector | None) -> Pipeline:
         resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
     # shutdown_on_exit=False: the SDK's atexit shutdown joins a stuck exporter for
     # 30 s; depstrace shuts its provider down itself, bounded.
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider = TracerProvider(
+        resource=resource, shutdown_on_exit=False, id_generator=PrivateIdGenerator()
+    )
     counter = _EndCounter()
     provider.add_span_processor(counter)
     if settings.exporter == "console" or collector is None:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         stream: Any = _Stderr()
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=stream)))
+        exporter = ConsoleSpanExporter(out=stream, formatter=console_line)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
         return _PrivatePipeline(_tracer(provider), provider, counter, None)
     provider.add_span_processor(
         BatchSpanProcessor(

@@ -70,6 +70,7 @@ def start(
     from depstrace.spans import SpanObserver
 
     span_observer = SpanObserver.from_env()  # checks DEPSTRACE_EXPORTER, OTEL_* the same way
+    _failopen.reset()  # before the session: opening its trace file may already warn
     session = TraceSession(
         trace_file=None if path is None else Path(path), rule=rule, words=_WORDS[runner]
     )

@@ -7,8 +7,8 @@ once, when it closes.  docs/format.md documents the dict; ``SCHEMA`` versions it
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from time import perf_counter, time
 from typing import Any
 
 SCHEMA = 1
@@ -150,8 +150,8 @@ class RequestRecord:
     app_title: str
     trace_id: str | None
     fixture: dict[str, Any] | None = None  # {name, scope, site} of the fixture running it
-    started_wall: float = field(default_factory=time.time)
-    started: float = field(default_factory=time.perf_counter)
+    started_wall: float = field(default_factory=time)
+    started: float = field(default_factory=perf_counter)
     root_path: str = ""  # of the outermost app, to turn mount prefixes into routes
     route: str | None = None
     endpoint: str | None = None

@@ -9,13 +9,14 @@ the summary and the assertion all read, so they cannot disagree.
 from __future__ import annotations
 
 import itertools
-import platform
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from importlib import metadata
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
 from pathlib import Path
+from platform import python_version
+from time import perf_counter, time
 from typing import Any
 
 from depstrace._context import current_request, test_phase
@@ -55,8 +56,8 @@ def set_active_session(session: TraceSession | None) -> None:
 
 def _version(distribution: str) -> str | None:
     try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
+        return distribution_version(distribution)
+    except PackageNotFoundError:
         return None
 
 
@@ -107,9 +108,9 @@ class TraceSession:
         return {
             "type": "session",
             "schema": SCHEMA,
-            "started": _iso(time.time()),
+            "started": _iso(time()),
             "depstrace": _version("depstrace"),
-            "python": platform.python_version(),
+            "python": python_version(),
             "fastapi": _version("fastapi"),
             "sqlalchemy": _version("sqlalchemy"),
             "test_db_rule": self.rule.describe(),
@@ -170,7 +171,7 @@ class TraceSession:
 
     def close_request(self, record: RequestRecord) -> dict[str, Any]:
         """Finish ``record``: databases, findings, file, listeners."""
-        record.duration_ms = (time.perf_counter() - record.started) * 1000.0
+        record.duration_ms = (perf_counter() - record.started) * 1000.0
         try:
             record.live_findings.extend(self.ledger.check_request(record))
         except Exception:
@@ -460,6 +461,11 @@ class TraceSession:
     def _write(self, record: dict[str, Any]) -> None:
         if self.writer is not None:
             self.writer.write(record)
+
+    @property
+    def trace_error(self) -> str | None:
+        """Why the trace file is missing or incomplete (for the account), or None."""
+        return self.writer.error if self.writer is not None else None
 
 
 _span_api: Any = None

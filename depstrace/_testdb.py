@@ -15,8 +15,18 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from os import lstat as _lstat
+from os import readlink as _readlink
+
+# Bound at import: a test may patch os.path's functions, and a rule judged while it
+# runs must neither call its mock nor change its call count (DESIGN.md, invisible).
+from os.path import normcase as _normcase
+from os.path import normpath as _normpath
+from os.path import realpath as _realpath
+from stat import S_ISLNK as _is_link
 from typing import Any
 
+from depstrace._callables import absolute_path
 from depstrace._redact import _sqlalchemy_class, database_name, redact_url, sqlite_file
 
 __all__ = ["ENV_VAR", "TestDatabaseRule", "name_words"]
@@ -63,19 +73,45 @@ def _test_name(name: str) -> bool:
 
 def _spellings(path: str) -> set[str]:
     """``path`` made absolute, as written and with symlinks resolved (``/tmp`` is
-    ``/private/tmp`` on macOS), in the platform's case."""
-    absolute = os.path.abspath(path)
-    return {os.path.normcase(absolute), os.path.normcase(os.path.realpath(absolute))}
+    ``/private/tmp`` on macOS), in the platform's case.  Only for the temporary
+    roots, which are resolved once when the rule is built."""
+    absolute = absolute_path(path)
+    return {_case(absolute), _case(_realpath(absolute))}
+
+
+def _case(path: str) -> str:
+    # posixpath.normcase only calls os.fspath (patchable): nothing to do on POSIX.
+    return _normcase(path) if os.name == "nt" else path
+
+
+def _resolve(path: str, depth: int = 0) -> str:
+    """``os.path.realpath`` of an absolute POSIX ``path`` through functions bound at
+    import (posixpath.realpath calls its module's abspath and islink, which a test may
+    patch); a missing component or a loop leaves the rest as written."""
+    if os.name == "nt" or depth > 40:
+        return _realpath(path) if os.name == "nt" else path
+    resolved = ""
+    parts = [part for part in path.split(os.sep) if part]
+    for index, part in enumerate(parts):
+        candidate = f"{resolved}{os.sep}{part}"
+        try:
+            is_link = _is_link(_lstat(candidate).st_mode)
+        except OSError:
+            return _normpath(os.sep.join([candidate, *parts[index + 1 :]]))
+        if not is_link:
+            resolved = candidate
+            continue
+        target = _readlink(candidate)
+        if not target.startswith(os.sep):
+            target = f"{resolved}{os.sep}{target}"
+        resolved = _resolve(_normpath(target), depth + 1).rstrip(os.sep)
+    return resolved or os.sep
 
 
 def _parts_below(path: str, root: str) -> list[str] | None:
     """The components of ``path`` below ``root``, or None when it is not inside it."""
-    try:
-        relative = os.path.relpath(path, root)
-    except ValueError:  # another drive on Windows
-        return None
-    parts = relative.split(os.sep)
-    return None if parts[0] in (os.curdir, os.pardir) else parts
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    return path[len(prefix) :].split(os.sep) if path.startswith(prefix) else None
 
 
 def _temp_root() -> str:
@@ -95,13 +131,21 @@ def _default_rule(temp_dirs: Iterable[str | os.PathLike[str]] | None) -> _Predic
         depth = 1
 
     def in_temp_dirs(path: str) -> bool:
-        for spelling in _spellings(path):
-            for root in roots:
-                parts = _parts_below(spelling, root)
-                if parts is None or len(parts) < depth:
-                    continue
-                if temp_dirs is not None or parts[0].startswith("pytest-of-"):
-                    return True
+        absolute = _case(absolute_path(path))
+        if below(absolute):
+            return True
+        # A symlink into a temporary directory: resolved only when the plain path is not
+        # inside one (realpath calls os.path's functions, which a test may patch).
+        resolved = _case(_resolve(absolute))
+        return resolved != absolute and below(resolved)
+
+    def below(spelling: str) -> bool:
+        for root in roots:
+            parts = _parts_below(spelling, root)
+            if parts is None or len(parts) < depth:
+                continue
+            if temp_dirs is not None or parts[0].startswith("pytest-of-"):
+                return True
         return False
 
     def predicate(url: object, redacted: str) -> bool:
@@ -152,7 +196,7 @@ def _url_key(url: object, redacted: str) -> _Key | None:
         if backend == "sqlite":
             # Relative and absolute spellings of one SQLite file are the same database.
             on_disk = database and database != ":memory:"
-            database = os.path.abspath(database) if on_disk else ":memory:"
+            database = absolute_path(database) if on_disk else ":memory:"
         host = sa_url.host.lower() if sa_url.host else sa_url.host
         return (backend, host, sa_url.port, database)
     except Exception:

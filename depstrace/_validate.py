@@ -56,6 +56,7 @@ REQUIRED: dict[str, dict[str, Spec]] = {
 }
 
 _NAMES = {str: "a string", int: "an integer", bool: "true or false", None: "null"}
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # bound: tests patch json
 
 
 def problem_with(record: dict[str, Any]) -> str | None:
@@ -103,5 +104,5 @@ def _is(value: Any, kind: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = _encode(value)
     return text if len(text) <= 40 else text[:37] + "..."

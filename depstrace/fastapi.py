@@ -15,9 +15,9 @@ never on ``Dependant`` identity: with overrides set, FastAPI builds fresh
 from __future__ import annotations
 
 import functools
-import time
 import weakref
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from depstrace._callables import CallableInfo, describe, ref_in
@@ -209,7 +209,7 @@ class _Frame:
             scope=getattr(sub, "scope", None),
             use_cache=sub.use_cache,
             cached=bool(key is not None and sub.use_cache and cache and key in cache),
-            started=time.perf_counter(),
+            started=perf_counter(),
             original_alias=self.alias(original, original_info),
         )
         node.resolved_alias = (
@@ -226,7 +226,7 @@ class _Frame:
         if self.children:
             node = self.children[-1].node
             if node.duration_ms is None:
-                node.duration_ms = (time.perf_counter() - node.started) * 1000.0
+                node.duration_ms = (perf_counter() - node.started) * 1000.0
 
     def finish(self, values: dict[str, Any], cache: Any) -> None:
         self._close_last()

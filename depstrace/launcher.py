@@ -22,7 +22,6 @@ does the rest.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import signal
@@ -36,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from depstrace import _config
 from depstrace._failopen import report_internal_error
-from depstrace._jsonl import JsonlWriter
+from depstrace._jsonl import JsonlWriter, encode_or_report
 
 if TYPE_CHECKING:
     from depstrace._session import TraceSession
@@ -191,40 +190,42 @@ class _LazyWriter(JsonlWriter):
     never serve a request (multiprocessing's resource tracker, a reloader's
     watcher, a script the app shells out to); they should leave no file.  The
     ``session``, ``engine`` and ``summary`` records alone are not worth one.
+    Opening and writing fail open as in :class:`JsonlWriter`.
     """
 
     _TRIVIAL = frozenset({"session", "engine", "summary"})
 
     def __init__(self, path: Path) -> None:  # deliberately no file yet
         self.path = path
+        self.error = None
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
         self._pending: list[dict[str, Any]] | None = []
 
     def write(self, record: dict[str, Any]) -> None:
         """Hold trivial records until the first real one, then write them all in order."""
+        line = encode_or_report(record)
         with self._lock:
-            if self._pending is None:
-                if self._file is not None:
-                    self._file.write(_line(record))
+            pending = self._pending
+            if pending is None:
+                if line is not None:
+                    self._emit(line)
                 return
-            self._pending.append(record)
+            pending.append(record)
             if record.get("type") in self._TRIVIAL:
                 return
-            backlog, self._pending = self._pending, None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", encoding="utf-8")
-            self._file.writelines(_line(item) for item in backlog)
+            self._pending = None
+            self._open()
+            for item in pending:
+                encoded = line if item is record else encode_or_report(item)
+                if encoded is not None:
+                    self._emit(encoded)
 
     def close(self) -> None:
         """Close the file if there is one; held records are dropped."""
         with self._lock:
             self._pending = None
         super().close()
-
-
-def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
 
 
 class _Launched:
@@ -295,10 +296,11 @@ class _Launched:
                 return  # a helper process that served nothing: say nothing
             lines = summary_lines(
                 self.session.requests,
-                trace_file=str(self.path),
+                trace_file=None if self.session.trace_error else str(self.path),
                 internal_errors=sum(_failopen.internal_errors.values()),
                 rule=self.session.rule.describe(),
                 run_findings=list(self.session.run_findings),
+                warnings=list(_failopen.warnings),
                 width=_width(),
             )
             for line in [*lines, *notes]:

@@ -34,6 +34,7 @@ import sys
 import threading
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -55,6 +56,9 @@ __all__ = [
     "LogSettings",
     "add_depstrace_context",
 ]
+
+_now = datetime.now
+_UTC = timezone.utc
 
 REQUEST_EVENT = "depstrace.request"
 DEPENDENCY_EVENT = "depstrace.dependency"
@@ -181,6 +185,16 @@ def _add_logger_name(
     return event_dict
 
 
+def _timestamp(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # What structlog's TimeStamper(fmt="iso", utc=True) adds, from a datetime.now
+    # bound at import: TimeStamper looks datetime.datetime up per event, where
+    # freezers and tests put their own.
+    event_dict["timestamp"] = _now(_UTC).isoformat().replace("+00:00", "Z")
+    return event_dict
+
+
 def _private_logger(settings: LogSettings) -> Any:
     renderer: Any
     if settings.format == "json":
@@ -194,7 +208,7 @@ def _private_logger(settings: LogSettings) -> Any:
         processors=[
             _add_logger_name,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamp,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),

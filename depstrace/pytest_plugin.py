@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from depstrace import _config, _envorigin
-from depstrace._context import TestPhase, restore_test_phase, set_fixture, set_test_phase
+from depstrace._context import (
+    TestPhase,
+    restore_test_phase,
+    set_fixture,
+    set_test_phase,
+    test_phase,
+)
 
 # What the environment held before any conftest or early hook (pytest-env's
 # pytest_load_initial_conftests) could change it: hashes only, see _envorigin.
@@ -60,6 +66,7 @@ def _worker_file(trace_file: Path, worker: str) -> Path:
 
 _state_key = pytest.StashKey[_PluginState]()
 _outcome_key = pytest.StashKey[str]()
+_off_key = pytest.StashKey[str]()  # why tracing was asked for but could not start
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +92,7 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> None:
     """Decide whether to trace and, if so, instrument before conftests are imported."""
+    before = test_phase()
     try:
         enabled = _config.parse_enabled()
         namespace = early_config.known_args_namespace
@@ -98,12 +106,14 @@ def pytest_load_initial_conftests(
         worker = os.environ.get("PYTEST_XDIST_WORKER") or None
         if worker:
             trace_file = _worker_file(trace_file, worker)
+        from depstrace import _failopen
         from depstrace._instrument import start
         from depstrace._testdb import TestDatabaseRule
 
         if early_config.inipath is not None:  # pytest-env's `env` lines live there
             _envorigin.note_config_files([early_config.inipath])
         rule = TestDatabaseRule.from_env(os.environ, temp_dirs=_basetemp(early_config))
+        _failopen.hold_warnings(True)  # said in the account, never in a test's logs
         previous = set_test_phase(None, "startup")
         session = start(
             trace_file=trace_file, test_db=rule, runner="xdist_worker" if worker else "pytest"
@@ -111,6 +121,17 @@ def pytest_load_initial_conftests(
         session.worker = worker
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
+    except Exception as exc:  # depstrace's own fault: the run goes on untraced, and says so
+        from depstrace import _failopen
+        from depstrace._redact import redact_text
+
+        _failopen.hold_warnings(False)
+        restore_test_phase(before)
+        early_config.stash[_off_key] = (
+            f"depstrace: tracing is off for this run: it could not start: "
+            f"{type(exc).__name__}: {redact_text(str(exc))}"
+        )
+        return
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous, worker)
 
 
@@ -346,7 +367,18 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, None]:
     yield from _phase(item.config, item.nodeid, "teardown")
     state = item.config.stash.get(_state_key, None)
     if state is not None:
+        _flush(state)
+
+
+def _flush(state: _PluginState) -> None:
+    """Write pending records and flush the trace file; a fault is counted, never raised
+    (here it would be a teardown error)."""
+    try:
         state.session.flush()
+    except Exception:
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("flushing the trace file")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -355,23 +387,48 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     A pytest-xdist worker says nothing: the controller's account covers every worker.
     """
     state = config.stash.get(_state_key, None)
-    if state is None or state.worker:
+    if state is None:
+        if _off_key in config.stash:
+            terminalreporter.write_sep("=", "depstrace", yellow=True)
+            terminalreporter.write_line(config.stash[_off_key], yellow=True)
+        return
+    if state.worker:
         return
     from depstrace import _failopen
     from depstrace._merge import combine
+    from depstrace._redact import redact_text
     from depstrace.report import EXIT_CLEAN, EXIT_FINDINGS, summary_lines, verdict
 
-    notes = state.session.finish_observers()  # flush spans first: the account says if they failed
-    session = state.session
-    merged = state.merged or _Merged([], 0, [])
-    run = combine(
-        ((r.get("worker"), r) for r in [*session.requests, *session.run_findings]),
-        rule=session.rule.describe(),
-        internal_errors=sum(_failopen.internal_errors.values()) + merged.internal_errors,
-        notes=[*notes, *merged.notes],
-        problems=merged.problems,
-    )
-    status = verdict(run.requests, run.run_findings, damaged=bool(run.problems)).status
+    try:
+        # Spans first and then the file: the account says if either failed.
+        notes = state.session.finish_observers()
+        _flush(state)
+        session = state.session
+        merged = state.merged or _Merged([], 0, [])
+        run = combine(
+            ((r.get("worker"), r) for r in [*session.requests, *session.run_findings]),
+            rule=session.rule.describe(),
+            internal_errors=sum(_failopen.internal_errors.values()) + merged.internal_errors,
+            notes=[*notes, *merged.notes],
+            problems=merged.problems,
+        )
+        status = verdict(run.requests, run.run_findings, damaged=bool(run.problems)).status
+        lines = summary_lines(
+            run.requests,
+            trace_file=None if session.trace_error else str(state.trace_file),
+            internal_errors=run.internal_errors,
+            rule=run.rule,
+            run_findings=run.run_findings,
+            problems=run.problems,
+            verbosity=config.getoption("verbose"),
+            width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
+            warnings=list(_failopen.warnings),
+        )
+    except Exception as exc:  # the account is depstrace's too: a fault costs one line
+        terminalreporter.write_sep("=", "depstrace", yellow=True)
+        reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        terminalreporter.write_line(f"depstrace: no account: {reason}", yellow=True)
+        return
     terminalreporter.write_sep(
         "=",
         "depstrace",
@@ -379,16 +436,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         green=status == EXIT_CLEAN,
         yellow=status not in (EXIT_CLEAN, EXIT_FINDINGS),
     )
-    for line in summary_lines(
-        run.requests,
-        trace_file=str(state.trace_file),
-        internal_errors=run.internal_errors,
-        rule=run.rule,
-        run_findings=run.run_findings,
-        problems=run.problems,
-        verbosity=config.getoption("verbose"),
-        width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
-    ):
+    for line in lines:
         terminalreporter.write_line(line)
     for line in run.notes:
         terminalreporter.write_line(line, yellow=True)
@@ -399,8 +447,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_state_key, None)
     if state is None:
         return
+    from depstrace import _failopen
     from depstrace._instrument import uninstrument
 
-    uninstrument()
+    _failopen.hold_warnings(False)  # the account is printed: a later fault is logged
+    try:
+        uninstrument()
+    except Exception:
+        _failopen.report_internal_error("uninstrument")
     restore_test_phase(state.previous_phase)
     del config.stash[_state_key]

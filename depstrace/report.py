@@ -228,6 +228,7 @@ def summary_lines(
     problems: Sequence[str] = (),
     verbosity: int = 0,
     width: int | None = None,
+    warnings: Sequence[str] = (),
 ) -> list[str]:
     """The end-of-run account, fitted to ``width`` columns (None: unwrapped).
 
@@ -237,7 +238,10 @@ def summary_lines(
     more (``pytest -v``, ``depstrace report --verbose``) gives one paragraph per
     request instead, and -1 or less (``pytest -q``) one line per group.  Every
     account that found something ends by saying why: each finding code that
-    fired, with its count and docs page.
+    fired, with its count and docs page.  ``warnings`` are depstrace's own faults
+    of this run, one line each (an unwritable trace file, the first internal
+    error of each place); they end the account so an incomplete trace is never
+    mistaken for a complete one.
     """
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
@@ -255,10 +259,11 @@ def summary_lines(
     if verbosity >= 0:
         lines.extend(_why([*bad, *noted], run_findings))
     if internal_errors:
+        where = ":" if warnings else " (see the 'depstrace' logger)."
         lines.append(
-            f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete "
-            "(see the 'depstrace' logger)."
+            f"depstrace hit {internal_errors} internal error(s); the trace may be incomplete{where}"
         )
+    lines.extend(warnings)
     return fit(lines, width)
 
 

@@ -10,13 +10,13 @@ the operation, one contextvar read.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import re
 import sys
 import threading
 import weakref
+from asyncio import get_running_loop
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
@@ -299,7 +299,7 @@ _loop_sink: LoopSink | None = None
 
 def _running_loop() -> Any:
     try:
-        return asyncio.get_running_loop()
+        return get_running_loop()  # bound at import: tests patch asyncio's attributes
     except RuntimeError:
         return None
 

@@ -716,6 +716,7 @@ def guarded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEPSTRACE", "1")
     monkeypatch.setenv("SCENARIO_DATA", str(data))
+    monkeypatch.setenv("COLUMNS", "1000")  # the account unwrapped, to find whole messages
     pytester.makepyfile(app=GUARDED_APP, conftest=GUARDED_CONFTEST, test_report=GUARDED_TESTS)
     pytester.makeini("[pytest]\npythonpath = .\n")
     return pytester
