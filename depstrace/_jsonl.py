@@ -16,6 +16,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,11 @@ from depstrace._failopen import report_internal_error, warn
 # json.dumps builds a JSONEncoder per call and is looked up on the json module,
 # where tests patch it (FastAPI's own suite counts its calls); this one is ours.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+# The reader's decoder, bound here for the same reason (the controller reads its
+# workers' files while the run's patches may still be in place).
+_decode = json.JSONDecoder().decode
 
 
 def encode_line(record: dict[str, Any]) -> str:
@@ -52,7 +58,9 @@ class JsonlWriter:
 
     The buffer is flushed by :meth:`flush` (after every test) and on close, not
     per record: a ``write`` syscall per request was most of depstrace's cost.
-    A run killed mid-buffer leaves a truncated last line, which readers skip.
+    Writes reach the file whole lines at a time; a process killed inside a
+    ``write`` call (or a full disk) can still leave a truncated last line,
+    which :func:`scan` reports.
     The first failure to open or write the file sets :attr:`error`, warns once
     and stops writing; records stay wherever else they are kept (the session's
     memory), so only the file is incomplete.
@@ -137,23 +145,67 @@ class JsonlWriter:
                     self._write_failed(exc)
 
 
+@dataclass
+class Scan:
+    """What reading one trace file found: its records, with line numbers, and its damage."""
+
+    path: str
+    records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    bad_lines: list[str] = field(default_factory=list)  # "file:line: why", one per bad line
+    cut_bytes: int | None = None  # length of a last line that ends mid-record
+
+    def problems(self, who: str = "a process") -> list[str]:
+        """The damage in words: each bad line, then a cut last line with its byte count."""
+        problems = list(self.bad_lines)
+        if self.cut_bytes is not None:
+            problems.append(
+                f"{self.path}: last line cut after {self.cut_bytes} bytes ({who} killed "
+                f"mid-write?); {len(self.records)} complete record"
+                f"{'s' if len(self.records) != 1 else ''} read"
+            )
+        return problems
+
+
+def scan(path: str | os.PathLike[str], *, label: str | None = None) -> Scan:
+    """Read a trace file, keeping what is readable and saying what is not.
+
+    A line that is not a JSON object with a ``"type"`` is named in
+    ``bad_lines``; a last line without its newline that does not parse is a
+    record cut mid-write (``cut_bytes``).  Raises ``OSError`` only when the file
+    cannot be read at all.  ``label`` names the file in messages (default: ``path``).
+    """
+    found = Scan(label or os.fspath(path))
+    with open(path, "rb") as file:  # bytes: a cut may split a UTF-8 sequence
+        for number, raw in enumerate(file, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = _decode(raw.decode("utf-8"))
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+                if not raw.endswith(b"\n"):
+                    found.cut_bytes = len(raw)
+                    break
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                found.bad_lines.append(f"{found.path}:{number}: not a JSON object ({why})")
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+                found.bad_lines.append(
+                    f'{found.path}:{number}: not a depstrace record (no "type" key)'
+                )
+                continue
+            found.records.append((number, record))
+    return found
+
+
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Yield the records of a trace file.
 
     A truncated *last* line (a run killed mid-write) is skipped; a malformed
-    line anywhere else is an error naming the file and line number.
+    line anywhere else is an error naming the file and line number.  Use
+    ``depstrace report`` to have a cut line reported rather than skipped.
     """
-    with open(path, encoding="utf-8") as file:
-        lines = file.readlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines) and not line.endswith("\n"):
-                return  # truncated last line
-            raise ValueError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
-        if not isinstance(record, dict) or "type" not in record:
-            raise ValueError(f'{path}:{number}: not a depstrace record (no "type" key)')
+    found = scan(path)
+    if found.bad_lines:
+        raise ValueError(found.bad_lines[0])
+    for _, record in found.records:
         yield record

@@ -402,7 +402,14 @@ class OverrideLedger:
                         "`depstrace doctor MODULE:APP` lists which keys routes use."
                     ),
                 ).to_dict()
-                | {"test": entry.test, "phase": None, "app": entry.app_id}
+                | {
+                    "test": entry.test,
+                    "phase": None,
+                    "app": entry.app_id,
+                    # Structured, so a merged run can tell whether another process used it.
+                    "key": key.qualname,
+                    "value": value.qualname,
+                }
             )
         return findings
 

@@ -91,6 +91,15 @@ class TraceSession:
         # Statements outside requests, by (engine, test, phase, fixture name and site).
         self._outside: dict[tuple[str, str | None, str, str | None, str | None], DatabaseUse] = {}
         self._outside_fixtures: dict[tuple[str | None, str | None], dict[str, Any] | None] = {}
+        # pytest-xdist: the worker this process is (its records are one share of the run),
+        # how many tests it ran and how many the run has; set by the pytest plugin.
+        self.worker: str | None = None
+        self.tests_run = 0
+        self.tests_total: int | None = None
+        # Records other processes of the run wrote (a controller merging its workers).
+        self._merged_errors = 0
+        self._merged_notes: list[str] = []
+        self._closed = False
         self.writer = JsonlWriter(trace_file) if trace_file is not None else None
         self._write(self.session_record())
 
@@ -235,6 +244,7 @@ class TraceSession:
 
     def test_started(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         """A pytest test starts (called by the plugin)."""
+        self.tests_run += 1
         self._notify("test_started", nodeid, location)
 
     def test_finished(self, nodeid: str, outcome: str) -> None:
@@ -402,23 +412,49 @@ class TraceSession:
                     | {k: data[k] for k in ("fixture", "operations", "commits")}
                 )
 
+    # -- other processes of the run ----------------------------------------------------
+
+    def merge(
+        self, records: list[dict[str, Any]], *, internal_errors: int = 0, notes: list[str]
+    ) -> None:
+        """Take in what other processes of this run recorded (a pytest-xdist controller
+        merging its workers): written to this file, counted in its summary, and seen by
+        ``assert_all_resolved_to_test_db(scope="session")`` from now on."""
+        with self._lock:
+            for record in records:
+                kind = record["type"]
+                if kind == "request":
+                    self.requests.append(record)
+                elif kind == "finding":
+                    self.run_findings.append(record)
+                elif kind == "engine":  # ids are per process
+                    self.engines[f"{record.get('worker')}/{record['id']}"] = record
+            self._merged_errors += internal_errors
+            self._merged_notes.extend(notes)
+        for record in records:
+            self._write(record)
+
     # -- end -------------------------------------------------------------------------
 
     def close(self, *, internal_errors: int = 0) -> None:
-        """Flush, write the ``summary`` record and close the file."""
-        self.finish_observers()
+        """Flush, write the ``summary`` record and close the file (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        notes = self.finish_observers()
         self.flush_outside()
         wrong = [r for r in self.requests if any(not d["is_test"] for d in r["databases"])]
-        self._write(
-            {
-                "type": "summary",
-                "schema": SCHEMA,
-                "requests": len(self.requests),
-                "wrong_db_requests": len(wrong),
-                "engines": len(self.engines),
-                "internal_errors": internal_errors,
-            }
-        )
+        summary = {
+            "type": "summary",
+            "schema": SCHEMA,
+            "requests": len(self.requests),
+            "wrong_db_requests": len(wrong),
+            "engines": len(self.engines),
+            "internal_errors": internal_errors + self._merged_errors,
+        }
+        if notes or self._merged_notes:  # said in the account of whoever reads this file
+            summary["notes"] = [*notes, *self._merged_notes]
+        self._write(summary)
         if self.writer is not None:
             self.writer.close()
 

@@ -28,6 +28,12 @@ def assert_all_resolved_to_test_db(test_db: Any = None, *, scope: str = "test") 
     request so far.  The AssertionError lists each
     offending request with its dependency chain, database, engine origin,
     finding codes and a fix.
+
+    Under pytest-xdist a worker sees only the requests of the tests it ran:
+    ``scope="session"`` there checks that worker's share of the run (passing
+    says nothing of the other workers, and a failure names the worker); the
+    controller, from its ``pytest_sessionfinish`` on, sees every worker's
+    requests, and so does the account at the end of the run.
     """
     __tracebackhide__ = True
     if scope not in SCOPES:
@@ -54,6 +60,13 @@ def assert_all_resolved_to_test_db(test_db: Any = None, *, scope: str = "test") 
         f"{len(bad)} of {len(requests)} request{'s' if len(requests) != 1 else ''} "
         f"reached a database that is not a test database ({rule.describe()}):"
     ]
+    if scope == "session" and session.worker is not None:
+        total = f" of the run's {session.tests_total}" if session.tests_total is not None else ""
+        lines.append(
+            f"(seen by pytest-xdist worker {session.worker}, which has run "
+            f"{session.tests_run}{total} tests: the other workers' requests are not visible "
+            "here; the account at the end of the run covers them all)"
+        )
     for request in bad:
         lines.append("")
         where = f" in {request['test']} [{request['phase']}]" if request["test"] else ""

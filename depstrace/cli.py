@@ -1,28 +1,57 @@
-"""``depstrace``: the command line (``report`` reads a trace file; ``run``, ``doctor``,
-``explain``)."""
+"""``depstrace``: the command line (``report`` reads trace files as one run; ``run``,
+``doctor``, ``explain``)."""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import shutil
 import sys
 from collections.abc import Sequence
 
 from depstrace._config import DEFAULT_TRACE_FILE
-from depstrace._jsonl import read_records
-from depstrace.report import offending, summary_lines
+from depstrace._merge import load
+from depstrace.report import EXIT_UNREADABLE, summary_lines, verdict
+
+REPORT_EPILOG = """\
+FILE may be a glob (quote it: 'shards/*.jsonl'); several files are one run (the
+shards of a CI job matrix, pytest-xdist workers), and records of different files
+are different processes.  Damage (an unreadable file, a last line cut
+mid-write, a malformed record, a run that never finished) is reported, never
+mistaken for a clean run.
+
+exit status:
+  0  clean: requests reached databases, all of them test databases, and no
+     error-severity finding
+  1  findings: a request reached a non-test database, or an error-severity
+     finding (whatever else is wrong)
+  2  usage error, unreadable file, or damaged trace (the account of what
+     could be read is still printed)
+  3  no data: no requests recorded, or none reached a database depstrace
+     can observe
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 clean, 1 offenders found, 2 usage)."""
+    """Run the CLI; return the exit status (``depstrace report --help`` lists them)."""
     parser = argparse.ArgumentParser(prog="depstrace", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser(
         "report",
-        help="print the account of a JSON Lines trace (exit 1 if any request "
-        "reached a non-test database)",
+        help="print the account of one or more JSON Lines traces as one run (exit 0 clean, "
+        "1 findings, 2 unreadable or damaged, 3 no data)",
+        description="Print the account of one run from its trace files.",
+        epilog=REPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    report.add_argument("file", nargs="?", default=str(DEFAULT_TRACE_FILE))
+    report.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        default=[str(DEFAULT_TRACE_FILE)],
+        help=f"trace file or glob (default: {DEFAULT_TRACE_FILE})",
+    )
     report.add_argument(
         "-v", "--verbose", action="store_true", help="one paragraph per request, not per cause"
     )
@@ -49,24 +78,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         from depstrace.launcher import run as run_command
 
         return run_command(args.command_line)
-    try:
-        records = list(read_records(args.file))
-    except OSError as exc:
-        print(f"depstrace: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"depstrace: {exc}", file=sys.stderr)
-        return 2
-    requests = [r for r in records if r["type"] == "request"]
-    session = next((r for r in records if r["type"] == "session"), {})
-    run_findings = [r for r in records if r["type"] == "finding"]
-    for line in summary_lines(
-        requests,
-        trace_file=args.file,
-        rule=session.get("test_db_rule"),
-        run_findings=run_findings,
-        verbosity=1 if args.verbose else 0,
+    return _report(args.files, verbose=args.verbose)
+
+
+def _report(patterns: Sequence[str], *, verbose: bool = False) -> int:
+    """``depstrace report``: the account of ``patterns`` (files and globs) as one run."""
+    paths: dict[str, None] = {}  # each file once, in the order given
+    unmatched = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                unmatched.append(f"no file matches {pattern!r}")
+            paths.update(dict.fromkeys(matches))
+        else:
+            paths[pattern] = None
+    run, readable = load(list(paths))
+    run.problems[:0] = unmatched
+    if not readable:  # nothing to give an account of: say why, on stderr
+        for problem in run.problems:
+            print(f"depstrace: {problem}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    status = verdict(run.requests, run.run_findings, damaged=bool(run.problems)).status
+    where = next(iter(paths)) if len(paths) == 1 else f"{len(paths)} files"
+    lines = summary_lines(
+        run.requests,
+        trace_file=where,
+        internal_errors=run.internal_errors,
+        rule=run.rule,
+        run_findings=run.run_findings,
+        problems=run.problems,
+        verbosity=1 if verbose else 0,
         width=shutil.get_terminal_size().columns,
-    ):
-        print(line)
-    return 1 if offending(requests) else 0
+    )
+    try:
+        for line in [*lines, *run.notes]:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped (| head): stop quietly, the way the Python docs recommend
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe); the status stands.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return status

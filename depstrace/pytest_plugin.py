@@ -5,6 +5,10 @@ installs nothing.  Enabled, it instruments before the first conftest is
 imported (so import-time engines have a creation site), tells the tracer which
 test and phase is running, and ends the run with an account of every request
 that reached a non-test database.
+
+Under pytest-xdist every worker traces into its own file and says nothing; the
+controller merges the workers' files into its own when they are done and gives
+the one account of the run.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,24 @@ class _PluginState:
     session: TraceSession
     trace_file: Path
     previous_phase: TestPhase
+    worker: str | None = None  # this process is pytest-xdist worker ``gw0``...
+    # A pytest-xdist controller: the workers it started (id -> their trace file), the
+    # run's collection order, and what merging their files found.
+    workers: dict[str, Path] = field(default_factory=dict)
+    test_order: dict[str, int] = field(default_factory=dict)
+    merged: _Merged | None = None
+
+
+@dataclass
+class _Merged:
+    problems: list[str]
+    internal_errors: int
+    notes: list[str]
+
+
+def _worker_file(trace_file: Path, worker: str) -> Path:
+    """Where pytest-xdist worker ``worker`` writes: one file per worker, never two writers."""
+    return trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
 
 
 _state_key = pytest.StashKey[_PluginState]()
@@ -80,9 +102,10 @@ def pytest_load_initial_conftests(
             return
         option = getattr(namespace, "depstrace_file", None)
         trace_file = Path(option) if option else _config.trace_file(root=early_config.rootpath)
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
-        if worker:  # one file per pytest-xdist worker, never two writers on one file
-            trace_file = trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
+        # workerinput is set only after this hook; the variable is set before it.
+        worker = os.environ.get("PYTEST_XDIST_WORKER") or None
+        if worker:
+            trace_file = _worker_file(trace_file, worker)
         from depstrace import _failopen
         from depstrace._instrument import start
         from depstrace._testdb import TestDatabaseRule
@@ -95,6 +118,7 @@ def pytest_load_initial_conftests(
         session = start(
             trace_file=trace_file, test_db=rule, runner="xdist_worker" if worker else "pytest"
         )
+        session.worker = worker
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"depstrace: {exc}") from None
     except Exception as exc:  # depstrace's own fault: the run goes on untraced, and says so
@@ -108,7 +132,7 @@ def pytest_load_initial_conftests(
             f"{type(exc).__name__}: {redact_text(str(exc))}"
         )
         return
-    early_config.stash[_state_key] = _PluginState(session, trace_file, previous)
+    early_config.stash[_state_key] = _PluginState(session, trace_file, previous, worker)
 
 
 def _basetemp(config: pytest.Config) -> list[Path] | None:
@@ -170,7 +194,93 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Overrides registered while importing conftests and test modules are deliberate."""
     state = session.config.stash.get(_state_key, None)
     if state is not None:
+        state.session.tests_total = len(session.items)
         _snapshot(state, "import")
+
+
+# -- pytest-xdist: the controller merges its workers' trace files into one account --------
+# These hooks exist only when pytest-xdist is installed, hence optionalhook.
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Remember each worker the controller starts (replacements too), and clear the file
+    a worker of an earlier run left under its name, so only this run's records merge."""
+    state = node.config.stash.get(_state_key, None)
+    if state is None:
+        return
+    worker = str(node.workerinput["workerid"])
+    path = state.workers[worker] = _worker_file(state.trace_file, worker)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        from depstrace._failopen import report_internal_error
+
+        report_internal_error("pytest-xdist (stale worker file)")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Keep the run's collection order: merged records follow it, as a serial run's do."""
+    state = node.config.stash.get(_state_key, None)
+    if state is not None and not state.test_order:
+        state.test_order = {nodeid: index for index, nodeid in enumerate(ids)}
+
+
+# trylast: the innermost wrapper, so a worker's file is closed before pytest-xdist's own
+# wrapper tells the controller the worker has finished.
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, None]:
+    """A controller merges its workers' files before anyone reads the account; a worker
+    closes its file after the session fixtures' teardown, before it tells the controller
+    it has finished."""
+    state = session.config.stash.get(_state_key, None)
+    if state is not None and state.workers:
+        _merge_workers(state)
+    yield
+    if state is not None and state.worker:
+        from depstrace import _failopen
+
+        try:
+            state.session.close(internal_errors=sum(_failopen.internal_errors.values()))
+        except Exception:  # a full disk: the controller will say the trace is unfinished
+            _failopen.report_internal_error("pytest-xdist (closing the worker's trace file)")
+
+
+def _merge_workers(state: _PluginState) -> None:
+    """Append every worker's records (tagged ``worker``) to the controller's trace file."""
+    from depstrace._failopen import report_internal_error
+    from depstrace._merge import in_test_order, read_worker
+    from depstrace._records import SCHEMA
+
+    try:
+        state.session.end_of_run()  # the controller's own findings first
+        traces = [read_worker(path, worker) for worker, path in state.workers.items()]
+        records = in_test_order((r for t in traces for r in t.records), state.test_order)
+        summaries = [t.summary for t in traces if t.summary is not None]
+        notes = [n for s in summaries for n in s.get("notes", ())]
+        errors = sum(s["internal_errors"] for s in summaries)
+        workers = {"type": "workers", "schema": SCHEMA, "workers": [t.entry() for t in traces]}
+        state.session.merge([*records, workers], internal_errors=errors, notes=notes)
+        state.session.flush()
+        state.merged = _Merged([p for t in traces for p in t.problems], errors, notes)
+    except Exception:
+        report_internal_error("pytest-xdist (merging the workers' trace files)")
+        state.merged = _Merged(
+            [
+                "depstrace could not merge the pytest-xdist workers' trace files (see the "
+                "'depstrace' logger); they are kept: depstrace report "
+                f"'{_worker_file(state.trace_file, 'gw*')}'"
+            ],
+            0,
+            [],
+        )
+        return
+    for path in state.workers.values():  # their records now live in the merged file
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            report_internal_error("pytest-xdist (removing a merged worker file)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -272,29 +382,44 @@ def _flush(state: _PluginState) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """End the run with the account of requests that reached a non-test database."""
+    """End the run with the account of requests that reached a non-test database.
+
+    A pytest-xdist worker says nothing: the controller's account covers every worker.
+    """
     state = config.stash.get(_state_key, None)
     if state is None:
         if _off_key in config.stash:
             terminalreporter.write_sep("=", "depstrace", yellow=True)
             terminalreporter.write_line(config.stash[_off_key], yellow=True)
         return
+    if state.worker:
+        return
     from depstrace import _failopen
+    from depstrace._merge import combine
     from depstrace._redact import redact_text
-    from depstrace.report import offending, summary_lines
+    from depstrace.report import EXIT_CLEAN, EXIT_FINDINGS, summary_lines, verdict
 
     try:
         # Spans first and then the file: the account says if either failed.
         notes = state.session.finish_observers()
         _flush(state)
-        requests = list(state.session.requests)
-        bad = bool(offending(requests))
+        session = state.session
+        merged = state.merged or _Merged([], 0, [])
+        run = combine(
+            ((r.get("worker"), r) for r in [*session.requests, *session.run_findings]),
+            rule=session.rule.describe(),
+            internal_errors=sum(_failopen.internal_errors.values()) + merged.internal_errors,
+            notes=[*notes, *merged.notes],
+            problems=merged.problems,
+        )
+        status = verdict(run.requests, run.run_findings, damaged=bool(run.problems)).status
         lines = summary_lines(
-            requests,
-            trace_file=None if state.session.trace_error else str(state.trace_file),
-            internal_errors=sum(_failopen.internal_errors.values()),
-            rule=state.session.rule.describe(),
-            run_findings=list(state.session.run_findings),
+            run.requests,
+            trace_file=None if session.trace_error else str(state.trace_file),
+            internal_errors=run.internal_errors,
+            rule=run.rule,
+            run_findings=run.run_findings,
+            problems=run.problems,
             verbosity=config.getoption("verbose"),
             width=terminalreporter._tw.fullwidth,  # what pytest's own summary lines fit
             warnings=list(_failopen.warnings),
@@ -304,10 +429,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
         terminalreporter.write_line(f"depstrace: no account: {reason}", yellow=True)
         return
-    terminalreporter.write_sep("=", "depstrace", red=bad, green=not bad)
+    terminalreporter.write_sep(
+        "=",
+        "depstrace",
+        red=status == EXIT_FINDINGS,
+        green=status == EXIT_CLEAN,
+        yellow=status not in (EXIT_CLEAN, EXIT_FINDINGS),
+    )
     for line in lines:
         terminalreporter.write_line(line)
-    for line in notes:
+    for line in run.notes:
         terminalreporter.write_line(line, yellow=True)
 
 

@@ -7,7 +7,8 @@ read back renders exactly like a live run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from depstrace._names import chain_label, via_node
@@ -17,6 +18,7 @@ from depstrace.account import (
     group_offenders,
     label_of,
     other_findings,
+    plural,
     render_groups,
     render_others,
     writes_lines,
@@ -121,6 +123,101 @@ CAUSES = {
 }
 
 
+# Exit statuses of ``depstrace report`` (README, ``depstrace report --help``).
+EXIT_CLEAN = 0  # requests reached databases, all test databases, no error finding, intact
+EXIT_FINDINGS = 1  # a request reached a non-test database, or an error-severity finding
+EXIT_UNREADABLE = 2  # usage, an unreadable file, or a damaged trace (cut, malformed, unfinished)
+EXIT_NO_DATA = 3  # no requests recorded, or none reached a database depstrace can observe
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run amounts to: the facts the headline states and the exit status rests on."""
+
+    requests: int
+    tests: int
+    offending: int  # requests that reached a non-test database
+    offending_tests: int
+    with_database: int  # requests that reached any database depstrace observes
+    errors: dict[str, int]  # error-severity finding codes (besides offenders'), with counts
+    warnings: dict[str, int]
+    damaged: bool  # a trace file was cut, malformed, unreadable or never finished
+
+    @property
+    def status(self) -> int:
+        """``EXIT_FINDINGS`` before ``EXIT_UNREADABLE`` before ``EXIT_NO_DATA``; else clean."""
+        if self.offending or self.errors:
+            return EXIT_FINDINGS
+        if self.damaged:
+            return EXIT_UNREADABLE
+        if not self.with_database:
+            return EXIT_NO_DATA
+        return EXIT_CLEAN
+
+
+def verdict(
+    requests: Sequence[Record], run_findings: Sequence[Record] = (), *, damaged: bool = False
+) -> Verdict:
+    """Judge a run from its request records and its findings tied to no request."""
+    bad = offending(requests)
+    offenders = {id(r) for r in bad}
+    errors: dict[str, int] = {}
+    warnings: dict[str, int] = {}
+    found = [(id(r) in offenders, f) for r in requests for f in r["findings"]]
+    for offender, finding in [*found, *((False, f) for f in run_findings)]:
+        if finding.get("severity") != "error":
+            warnings[finding["code"]] = warnings.get(finding["code"], 0) + 1
+        elif not offender:  # an offender's own errors are in the headline already
+            errors[finding["code"]] = errors.get(finding["code"], 0) + 1
+    return Verdict(
+        requests=len(requests),
+        tests=len({r["test"] for r in requests if r["test"] is not None}),
+        offending=len(bad),
+        offending_tests=len({r["test"] for r in bad if r["test"] is not None}),
+        with_database=sum(1 for r in requests if r["databases"]),
+        errors=errors,
+        warnings=warnings,
+        damaged=damaged,
+    )
+
+
+def headline(judged: Verdict, trace_file: str | None = None) -> str:
+    """The first line of the account; it calls a run clean only when it is.
+
+    Clean means: requests reached databases, all of them test databases, no
+    error-severity finding, and every trace file read whole.
+    """
+    where = f" Trace: {trace_file}" if trace_file else ""
+    if judged.offending:
+        tests = f", in {plural(judged.offending_tests, 'test')}" if judged.offending_tests else ""
+        return (
+            f"depstrace: {judged.offending} of {judged.requests} requests reached a non-test "
+            f"database{tests}.{where}"
+        )
+    if not judged.requests:
+        said = "depstrace: no requests recorded"
+    else:
+        # Requests outside tests (a dev server under depstrace run) are in no test.
+        tests = f" in {plural(judged.tests, 'test')}" if judged.tests else ""
+        said = f"depstrace: {plural(judged.requests, 'request')}{tests}"
+        if judged.with_database:
+            said += ", all on test databases"
+        else:
+            said += ", none reached a database depstrace can observe"
+    buts = []
+    if judged.errors:
+        count = sum(judged.errors.values())
+        buts.append(f"{plural(count, 'error finding')} ({', '.join(judged.errors)})")
+    if judged.damaged:
+        buts.append("an incomplete trace")
+    if buts:
+        return f"{said}, but {' and '.join(buts)} below.{where}"
+    if judged.warnings:
+        count = sum(judged.warnings.values())
+        said += f"; {plural(count, 'warning')} ({', '.join(judged.warnings)}) below"
+    return f"{said}.{where}"
+
+
 def summary_lines(
     requests: Sequence[Record],
     *,
@@ -128,13 +225,15 @@ def summary_lines(
     internal_errors: int = 0,
     rule: str | None = None,
     run_findings: Sequence[Record] = (),
+    problems: Sequence[str] = (),
     verbosity: int = 0,
     width: int | None = None,
     warnings: Sequence[str] = (),
 ) -> list[str]:
     """The end-of-run account, fitted to ``width`` columns (None: unwrapped).
 
-    Writes to a non-test database come first, then the headline.  By default the
+    Writes to a non-test database come first, then the headline (:func:`headline`)
+    and ``problems``, what was wrong with the trace files.  By default the
     offenders are grouped by cause (:mod:`depstrace.account`); ``verbosity`` 1 or
     more (``pytest -v``, ``depstrace report --verbose``) gives one paragraph per
     request instead, and -1 or less (``pytest -q``) one line per group.  Every
@@ -147,7 +246,10 @@ def summary_lines(
     bad = offending(requests)
     noted = [r for r in requests if r["findings"] and r not in bad]
     lines = writes_lines(requests, run_findings)
-    lines.extend(headline(requests, trace_file=trace_file, rule=rule))
+    lines.append(headline(verdict(requests, run_findings, damaged=bool(problems)), trace_file))
+    lines.extend(problems)
+    if bad and rule:
+        lines.append(f"test database rule: {rule}")
     if verbosity > 0:
         lines.extend(_per_request(bad, noted, run_findings))
     else:
@@ -163,31 +265,6 @@ def summary_lines(
         )
     lines.extend(warnings)
     return fit(lines, width)
-
-
-def headline(
-    requests: Sequence[Record], *, trace_file: str | None, rule: str | None = None
-) -> list[str]:
-    """The account's headline: how many requests reached a non-test database (or that
-    all were on test databases), where the trace is, and the rule applied."""
-    bad = offending(requests)
-    tests = {r["test"] for r in requests}
-    # A run without any test (a dev server under `depstrace run`) speaks of requests.
-    testless = not any(tests)
-    where = f" Trace: {trace_file}" if trace_file else ""
-    if not bad:
-        return [
-            f"depstrace: {len(requests)} request{'s' if len(requests) != 1 else ''}"
-            f"{_in_tests(tests, testless, ' in')}, all on test databases.{where}"
-        ]
-    bad_tests = {r["test"] for r in bad}
-    lines = [
-        f"depstrace: {len(bad)} of {len(requests)} requests reached a non-test database"
-        f"{_in_tests(bad_tests, testless, ', in')}.{where}"
-    ]
-    if rule:
-        lines.append(f"test database rule: {rule}")
-    return lines
 
 
 def _per_request(
@@ -217,11 +294,6 @@ def _per_request(
             lines.append(f"    {finding['code']}  {finding['message']}")
             lines.append(f"    fix  {finding['hint']}")
     return lines
-
-
-def _in_tests(tests: Sized, testless: bool, lead: str) -> str:
-    """`` in 3 tests`` for the headline; nothing when no test ran (a dev server)."""
-    return "" if testless else f"{lead} {len(tests)} test{'s' if len(tests) != 1 else ''}"
 
 
 def _why(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str]:

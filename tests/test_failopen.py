@@ -321,7 +321,7 @@ def test_account_lists_warnings_after_the_internal_error_count() -> None:
         [], trace_file=None, internal_errors=2, warnings=["depstrace: one", "depstrace: two"]
     )
     assert lines == [
-        "depstrace: 0 requests, all on test databases.",
+        "depstrace: no requests recorded.",
         "depstrace hit 2 internal error(s); the trace may be incomplete:",
         "depstrace: one",
         "depstrace: two",

@@ -734,10 +734,11 @@ def wrong_db_message(pytester: pytest.Pytester) -> str:
 
 
 def test_under_pytest_a_finding_shows_once_in_the_failure_and_once_in_the_account(
-    guarded: pytest.Pytester,
+    guarded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """By default no structlog line reaches the output of a traced pytest run: the guard's
     failure and the account each say the finding once."""
+    monkeypatch.setenv("COLUMNS", "1000")  # the account wraps long paths mid-word
     result = guarded.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     output = result.stdout.str() + result.stderr.str()

@@ -1,0 +1,212 @@
+"""One run from the records of several processes: pytest-xdist workers, CI shards.
+
+A run split across processes is still one run.  The pytest-xdist controller
+reads its workers' trace files (:func:`read_worker`) into its own, in test
+order (:func:`in_test_order`); ``depstrace report`` reads any number of files
+(:func:`load`).  Both end in :func:`combine`, so the terminal account and a
+report of the merged file say the same thing.
+
+Ids (``r1``, ``e1``, ``app1``) are counted per process: a record's process is
+its file and its ``worker`` field, and records of two processes are never
+matched by id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depstrace._jsonl import scan
+from depstrace._validate import problem_with
+from depstrace.findings import OVERRIDE_UNUSED
+
+Record = dict[str, Any]
+Entry = tuple[Hashable, Record]  # (the process that wrote it, the record)
+
+
+@dataclass
+class Run:
+    """What the account says about one run, however many processes traced it."""
+
+    requests: list[Record] = field(default_factory=list)
+    run_findings: list[Record] = field(default_factory=list)
+    rule: str | None = None
+    internal_errors: int = 0
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # damaged or missing input
+
+
+def combine(
+    entries: Iterable[Entry],
+    *,
+    rule: str | None = None,
+    internal_errors: int = 0,
+    notes: Sequence[str] = (),
+    problems: Sequence[str] = (),
+) -> Run:
+    """The run told by ``entries``, in their order.
+
+    Every request counts.  A finding tied to no request that several processes
+    made alike (an import-time statement every worker repeats) is told once,
+    and an unused override another process of the run did consult is no
+    finding: each process saw only its share of the tests.
+    """
+    run = Run(
+        rule=rule, internal_errors=internal_errors, notes=list(notes), problems=list(problems)
+    )
+    findings: list[Entry] = []
+    rules: dict[str, None] = {}
+    consulted: dict[tuple[str, str], set[Hashable]] = {}
+    for process, record in entries:
+        kind = record["type"]
+        if kind == "request":
+            run.requests.append(record)
+            for node in record["dependencies"]:
+                if node["overridden"]:
+                    pair = (node["original"], node["resolved"])
+                    consulted.setdefault(pair, set()).add(process)
+        elif kind == "finding":
+            findings.append((process, record))
+        elif kind == "session" and record.get("test_db_rule"):
+            rules.setdefault(record["test_db_rule"])
+        elif kind == "summary":
+            run.internal_errors += record["internal_errors"]
+            run.notes.extend(n for n in record.get("notes", ()) if isinstance(n, str))
+        elif kind == "workers":
+            for worker in record["workers"]:
+                run.problems.extend(worker["problems"])
+    if run.rule is None and rules:
+        run.rule = next(iter(rules))
+    if len(rules) > 1:
+        run.problems.append(
+            "the processes of this run judged test databases by different rules: "
+            + "; ".join(rules)
+        )
+    told: dict[tuple[Any, ...], Hashable] = {}
+    for process, finding in findings:
+        if finding["code"] == OVERRIDE_UNUSED:
+            pair = (finding.get("key"), finding.get("value"))
+            if consulted.get(pair, set()) - {process}:
+                continue
+        # A finding made at the end of a process (phase null: an unused override)
+        # is about the run, whichever test of that process registered it.
+        test = finding.get("test") if finding.get("phase") is not None else None
+        ident = (finding["code"], finding["message"], finding.get("phase"), test)
+        if told.setdefault(ident, process) != process:
+            continue  # another process of the run already told it
+        run.run_findings.append(finding)
+    return run
+
+
+def load(paths: Sequence[str | os.PathLike[str]]) -> tuple[Run, int]:
+    """The run told by several trace files (shards, workers, whole runs).
+
+    Returns the run and how many files could be read.  Damage is in
+    ``run.problems``: an unreadable file, a cut last line (with its byte count),
+    a malformed line or record (with its line and field), a file without a
+    ``summary`` record (its process never finished).
+    """
+    entries: list[Entry] = []
+    problems: list[str] = []
+    readable = 0
+    for index, path in enumerate(paths):
+        try:
+            found = scan(path)
+        except OSError as exc:
+            problems.append(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}")
+            continue
+        readable += 1
+        problems.extend(found.problems())
+        finished = False
+        for line, record in found.records:
+            issue = problem_with(record)
+            if issue is not None:
+                problems.append(f"{found.path}:{line}: {issue}")
+                continue
+            finished = finished or record["type"] == "summary"
+            entries.append(((index, record.get("worker")), record))
+        if found.records and not finished:
+            problems.append(
+                f"{found.path}: no summary record: the run it traces did not finish (killed?) "
+                "or is still running; what it did after its last flush is missing"
+            )
+    return combine(entries, problems=problems), readable
+
+
+@dataclass
+class WorkerTrace:
+    """What one pytest-xdist worker left in its trace file."""
+
+    worker: str
+    file: Path
+    records: list[Record] = field(default_factory=list)  # tagged with ``worker``; no summary
+    summary: Record | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def entry(self) -> Record:
+        """This worker's entry in the merged file's ``workers`` record."""
+        return {
+            "id": self.worker,
+            "file": self.file.name,
+            "records": len(self.records),
+            "finished": self.summary is not None,
+            "problems": self.problems,
+        }
+
+
+def read_worker(path: Path, worker: str) -> WorkerTrace:
+    """Read the trace file of ``worker``, saying what is damaged or missing."""
+    trace = WorkerTrace(worker, path)
+    try:
+        found = scan(path, label=path.name)
+    except FileNotFoundError:
+        trace.problems.append(
+            f"worker {worker} left no trace file ({path.name}): it died before depstrace "
+            "started, or ran on another machine (merge its file with depstrace report)"
+        )
+        return trace
+    except OSError as exc:
+        trace.problems.append(f"{path.name}: cannot read: {exc.strerror or exc}")
+        return trace
+    for line, record in found.records:
+        issue = problem_with(record)
+        if issue is not None:
+            trace.problems.append(f"{path.name}:{line}: {issue}")
+        elif record["type"] == "summary":
+            trace.summary = record
+        else:
+            trace.records.append(record | {"worker": worker})
+    trace.problems[:0] = found.problems(who="a worker")
+    if trace.summary is None:
+        trace.problems.append(
+            f"worker {worker} did not finish its trace (it crashed or was killed): what it "
+            "did after its last flush is missing"
+        )
+    return trace
+
+
+def in_test_order(records: Iterable[Record], order: Mapping[str, int]) -> list[Record]:
+    """Records of several workers in the order a serial run would have written them.
+
+    ``order`` maps node ids to their collection index.  ``session`` and
+    ``engine`` records come first; then what happened outside tests, each test
+    in collection order, and the findings of the end of the run (phase null).
+    The sort is stable: one test's records stay in the order they were made.
+    """
+    last = len(order)
+
+    def key(record: Record) -> tuple[int, int]:
+        kind = record["type"]
+        if kind in ("session", "engine"):
+            return (0, 0)
+        if kind == "finding" and record.get("phase") is None:
+            return (3, 0)
+        test = record.get("test")
+        if test is None:
+            return (1, 0)
+        return (2, order.get(test, last))
+
+    return sorted(records, key=key)

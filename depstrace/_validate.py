@@ -1,0 +1,108 @@
+"""Whether a record read back from a trace file has the fields the account reads.
+
+A trace file can be damaged, hand-edited or written by another tool; a record
+that lacks a field the account needs is reported with its line and field
+(``trace.jsonl:7: request record: field "databases" is missing``) and left out,
+instead of stopping the report with a ``KeyError``.  Only read-back records
+are checked: records made by this process are right by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeAlias
+
+# A field's spec: the JSON types it may hold (None for null), an object spec, or
+# a one-element list holding the spec of every item.
+Spec: TypeAlias = tuple[Any, ...] | dict[str, "Spec"] | list["Spec"]
+
+_FINDING: dict[str, Spec] = {
+    "code": (str,),
+    "severity": (str,),
+    "message": (str,),
+    "hint": (str,),
+}
+_DATABASE: dict[str, Spec] = {
+    "url": (str,),
+    "engine_id": (str,),
+    "is_test": (bool,),
+    "statements": (int,),
+    "via": (str, None),
+}
+_DEPENDENCY: dict[str, Spec] = {
+    "id": (int,),
+    "name": (str, None),
+    "original": (str,),
+    "resolved": (str,),
+    "overridden": (bool,),
+    "parent": (int, None),
+    "engine_id": (str, None),
+}
+REQUIRED: dict[str, dict[str, Spec]] = {
+    "request": {
+        "id": (str,),
+        "test": (str, None),
+        "method": (str,),
+        "path": (str,),
+        "status": (int, None),
+        "app": {"id": (str,), "title": (str, None)},
+        "dependencies": [_DEPENDENCY],
+        "databases": [_DATABASE],
+        "findings": [_FINDING],
+    },
+    "finding": _FINDING,
+    "summary": {"internal_errors": (int,)},
+    "workers": {"workers": [{"id": (str,), "problems": [(str,)]}]},
+}
+
+_NAMES = {str: "a string", int: "an integer", bool: "true or false", None: "null"}
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # bound: tests patch json
+
+
+def problem_with(record: dict[str, Any]) -> str | None:
+    """What makes ``record`` unreadable for the account (its first bad field), or None."""
+    spec = REQUIRED.get(record["type"])
+    if spec is None:
+        return None
+    problem = _check(record, spec, "")
+    return None if problem is None else f"{record['type']} record: {problem}"
+
+
+def _check(value: Any, spec: Spec, where: str) -> str | None:
+    if isinstance(spec, dict):
+        return _check_object(value, spec, where)
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return f'field "{where}" should be a list, not {_show(value)}'
+        problems = (_check(item, spec[0], f"{where}[{i}]") for i, item in enumerate(value))
+        return next((p for p in problems if p is not None), None)
+    if any(_is(value, kind) for kind in spec):
+        return None
+    expected = " or ".join(_NAMES[kind] for kind in spec)
+    return f'field "{where}" should be {expected}, not {_show(value)}'
+
+
+def _check_object(value: Any, spec: dict[str, Spec], where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f'field "{where}" should be an object, not {_show(value)}'
+    for name, inner in spec.items():
+        path = f"{where}.{name}" if where else name
+        if name not in value:
+            return f'field "{path}" is missing'
+        problem = _check(value[name], inner, path)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is None:
+        return value is None
+    if kind is int:  # JSON true/false are not counts
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _show(value: Any) -> str:
+    text = _encode(value)
+    return text if len(text) <= 40 else text[:37] + "..."
