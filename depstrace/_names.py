@@ -43,6 +43,8 @@ def node_label(node: Node) -> str:
     name, facts = _parts(node, "resolved")
     if node["overridden"]:
         state = f"override of {callable_label(node, 'original')}"
+        if node.get("override_site"):
+            state += f", set at {node['override_site']}"
     else:
         state = "not overridden"
     details = f"{', '.join(facts)}; {state}" if facts else state

@@ -245,6 +245,7 @@ class OverrideLedger:
                 entry = self._entries[slot]
             entry.consulted += 1
             entry.requests.add(record.id)
+        node.override_site = entry.site
         if entry.leaked_from is None or entry.leaked_from == record.test:
             return []
         where = f"{record.method} {record.path}"

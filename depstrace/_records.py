@@ -84,6 +84,7 @@ class DependencyNode:
     # site): docs/format.md, "Names that find the object".
     original_alias: Alias | None = None
     resolved_alias: Alias | None = None
+    override_site: str | None = None  # where the override that served it was set (ledger)
 
     @property
     def label(self) -> str:
@@ -92,7 +93,7 @@ class DependencyNode:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry of ``request.dependencies``."""
-        return {
+        data = {
             "id": self.id,
             "name": self.label,
             "original": self.original,
@@ -114,6 +115,9 @@ class DependencyNode:
             "original_alias": alias_dict(self.original_alias),
             "resolved_alias": alias_dict(self.resolved_alias),
         }
+        if self.overridden:  # only overridden nodes: a key more on every node costs memory
+            data["override_site"] = self.override_site
+        return data
 
 
 def alias_dict(alias: Alias | None) -> dict[str, str | None] | None:

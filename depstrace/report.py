@@ -244,7 +244,8 @@ def summary_lines(
     mistaken for a complete one.
     """
     bad = offending(requests)
-    noted = [r for r in requests if r["findings"] and r not in bad]
+    offenders = {id(r) for r in bad}  # by identity: comparing dicts made this quadratic
+    noted = [r for r in requests if r["findings"] and id(r) not in offenders]
     lines = writes_lines(requests, run_findings)
     lines.append(headline(verdict(requests, run_findings, damaged=bool(problems)), trace_file))
     lines.extend(problems)

@@ -257,6 +257,9 @@ def check_session_producer(run: pytest.RunResult, pytester: pytest.Pytester) -> 
     record = requests(pytester.path / "trace.jsonl")["/repo"]
     repo, session = record["dependencies"]
     assert (repo["name"], session["name"], session["parent"]) == ("repo", "session", repo["id"])
+    # The overridden node says where the override was set; the others carry no such key.
+    assert session["override_site"].startswith("conftest.py:")
+    assert "override_site" not in repo
     assert repo["engine_id"] == session["engine_id"]  # both are bound to the engine...
     [db] = record["databases"]
     assert (db["via"], db["via_id"], db["via_chain"]) == (
@@ -271,7 +274,7 @@ def check_session_producer(run: pytest.RunResult, pytester: pytest.Pytester) -> 
     run.stdout.fnmatch_lines(
         [
             "*via        session=conftest:override_get_session (override of "
-            "app.deps:get_session) <- repo=app.repo:Repo (not overridden)",
+            "app.deps:get_session, set at conftest.py:*) <- repo=app.repo:Repo (not overridden)",
             "*fix        Override app.deps:get_session on the app that serves GET /repo*",
         ]
     )
@@ -359,6 +362,10 @@ def test_labels_of_each_kind_of_callable() -> None:
     assert node_label(overridden) == (
         "db=conftest:fake_db (override of app.main.timed_db (defined at app/timing.py:5, "
         "wraps app.deps:get_db at app/deps.py:9))"
+    )
+    assert node_label(overridden | {"override_site": "tests/conftest.py:12"}) == (
+        "db=conftest:fake_db (override of app.main.timed_db (defined at app/timing.py:5, "
+        "wraps app.deps:get_db at app/deps.py:9), set at tests/conftest.py:12)"
     )
     assert (
         callable_label(cases["plain"], "original", site=True) == "app.deps:get_db (app/deps.py:9)"
