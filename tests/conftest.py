@@ -21,6 +21,20 @@ PG_PROD_DB = "depstrace_prod"
 
 
 @pytest.fixture(autouse=True)
+def _serial_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees the environment of a serial run, also under ``pytest -n 2``.
+
+    A pytest-xdist worker sets its own variables (and execnet sets ``COLUMNS=80``,
+    ``LINES=24``); they would pass to every pytester or launcher subprocess, where
+    depstrace would write a worker's file and print no account, or wrap the account
+    at 80 columns.
+    """
+    names = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+    for name in (*names, "COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _never_leave_instrumented() -> Iterator[None]:
     """Every test starts and ends with depstrace uninstrumented."""
     assert not depstrace.is_instrumented(), "a previous test left depstrace instrumented"
