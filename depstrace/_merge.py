@@ -65,7 +65,8 @@ def combine(
     keeps memory flat over any number of requests: a request without findings
     whose databases are all test databases is kept as a shared stand-in that
     holds only what the verdict counts (its test, whether it reached a database),
-    since the account names only requests that found something.
+    since the account names only requests that found something; one that did
+    keeps only the dependencies on its databases' chains (what the account prints).
     """
     run = Run(
         rule=rule, internal_errors=internal_errors, notes=list(notes), problems=list(problems)
@@ -86,7 +87,9 @@ def combine(
             if tap is not None:
                 tap(process, record)
             clean = not record["findings"] and all(d["is_test"] for d in record["databases"])
-            run.requests.append(_stand_in(stand_ins, record) if slim and clean else record)
+            if slim:
+                record = _stand_in(stand_ins, record) if clean else _chains_only(record)  # noqa: PLW2901
+            run.requests.append(record)
         elif kind == "engine":
             if tap is not None:
                 tap(process, record)
@@ -125,6 +128,20 @@ def combine(
 
 
 _SEEN_DB = {"is_test": True, "url": "", "operations": {}, "commits": 0}
+
+
+def _chains_only(request: Record) -> Record:
+    """``request`` with only the dependencies that lead from an endpoint to a database."""
+    nodes = {node["id"]: node for node in request["dependencies"]}
+    kept: set[Any] = set()
+    for db in request["databases"]:
+        ident = db.get("via_id")
+        while ident is not None and ident not in kept and ident in nodes:
+            kept.add(ident)
+            ident = nodes[ident]["parent"]
+    if len(kept) == len(nodes):
+        return request
+    return request | {"dependencies": [n for n in request["dependencies"] if n["id"] in kept]}
 
 
 def _stand_in(stand_ins: dict[tuple[Any, bool], Record], request: Record) -> Record:
