@@ -75,6 +75,7 @@ def combine(
     rules: dict[str, None] = {}
     consulted: dict[tuple[str, str], set[Hashable]] = {}
     stand_ins: dict[tuple[Any, bool], Record] = {}
+    strings: dict[str, str] = {}
     for process, record in entries:
         kind = record["type"]
         if kind == "request":
@@ -88,7 +89,11 @@ def combine(
                 tap(process, record)
             clean = not record["findings"] and all(d["is_test"] for d in record["databases"])
             if slim:
-                record = _stand_in(stand_ins, record) if clean else _chains_only(record)  # noqa: PLW2901
+                record = (  # noqa: PLW2901
+                    _stand_in(stand_ins, record)
+                    if clean
+                    else _shared(_chains_only(record), strings)
+                )
             run.requests.append(record)
         elif kind == "engine":
             if tap is not None:
@@ -127,7 +132,22 @@ def combine(
     return run
 
 
+# What a stand-in holds, shared by all of them (nothing writes to a request record).
 _SEEN_DB = {"is_test": True, "url": "", "operations": {}, "commits": 0}
+_ON_A_DATABASE: list[Record] = [_SEEN_DB]
+_NOTHING: list[Record] = []
+
+
+def _shared(value: Any, strings: dict[str, str]) -> Any:
+    """``value`` with each string equal to one seen before replaced by that one: the
+    requests a long run keeps repeat the same URLs, callables, sites and hints."""
+    if isinstance(value, str):
+        return strings.setdefault(value, value)
+    if isinstance(value, dict):
+        return {k: _shared(v, strings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v, strings) for v in value]
+    return value
 
 
 def _chains_only(request: Record) -> Record:
@@ -150,11 +170,10 @@ def _stand_in(stand_ins: dict[tuple[Any, bool], Record], request: Record) -> Rec
     found = stand_ins.get(key)
     if found is None:
         found = stand_ins[key] = {
-            "type": "request",
             "test": key[0],
-            "databases": [_SEEN_DB] if key[1] else [],
-            "dependencies": [],
-            "findings": [],
+            "databases": _ON_A_DATABASE if key[1] else _NOTHING,
+            "dependencies": _NOTHING,
+            "findings": _NOTHING,
         }
     return found
 
