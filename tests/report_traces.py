@@ -18,6 +18,7 @@ the trace holds tests without a pytester run.  Its tests:
 # No `from __future__ import annotations`: FastAPI reads the annotations of the
 # functions defined inside make_trace at runtime, where closure names do not resolve.
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from depstrace._context import restore_test_phase, set_test_phase
 
 HOSTILE = "tests/test_<script>alert(1)</script>.py::test_x[</script><img src=x onerror=alert(2)>]"
 HOSTILE_PATH = "/echo/<script>alert(3)</script>"
+OFFENDING_EVERY = 20  # grow(): one request in 20 reached the production database
 TESTS = {
     "tests/test_items.py::test_list": ["/items", "/items"],
     "tests/test_stats.py::test_stats": ["/stats"],
@@ -102,3 +104,28 @@ def make_trace(trace: Path, data: Path, prod_dir: Path) -> Path:
         prod.dispose()
         test.dispose()
     return trace
+
+
+def grow(base: Path, path: Path, *, size: int = 0, requests: int = 0) -> int:
+    """Write ``path``: ``base``'s records, its requests repeated under new ids and tests
+    (5 requests a test, 20 tests a module, one request in :data:`OFFENDING_EVERY`
+    with findings) until the file holds ``size`` bytes or ``requests`` requests;
+    return how many requests it holds."""
+    records = [json.loads(line) for line in base.read_text(encoding="utf-8").splitlines()]
+    served = [r for r in records if r["type"] == "request"]
+    clean = [r for r in served if not r["findings"]]
+    offending = [r for r in served if r["findings"]]
+    count = 0
+    with path.open("w", encoding="utf-8") as file:
+        for record in records:
+            if record["type"] not in ("request", "summary"):
+                file.write(json.dumps(record) + "\n")
+        while (size and file.tell() < size) or count < requests:
+            pick = offending if count % OFFENDING_EVERY == 0 else clean
+            request = pick[count % len(pick)]
+            test = f"tests/test_module{count // 100}.py::test_{count // 5 % 20}"
+            file.write(json.dumps(request | {"id": f"r{count + 1}", "test": test}) + "\n")
+            count += 1
+        summary = next(r for r in records if r["type"] == "summary")
+        file.write(json.dumps(summary | {"requests": count}) + "\n")
+    return count
