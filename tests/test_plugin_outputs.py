@@ -149,3 +149,18 @@ def test_unwritable_html_path_costs_one_line(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["depstrace: no HTML report: IsADirectoryError: *taken.html*"])
+
+
+def test_xdist_controller_gates_and_writes_the_whole_run(suite: pytest.Pytester) -> None:
+    """Under pytest-xdist the controller's gate and page cover every worker's requests."""
+    result = suite.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--depstrace-fail-on=WRONG_DB,DI_BYPASS",
+        "--depstrace-html=report.html",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert gate_of(result) == [line.format(source="--depstrace-fail-on") for line in GATE]
+    text = (suite.path / "report.html").read_text(encoding="utf-8")
+    assert text.count('"test":"test_app.py::test_items"') == 1
+    assert text.count('"test":"test_app.py::test_stats"') == 1
+    assert text.count('"worker":"gw') >= 2
