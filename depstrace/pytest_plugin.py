@@ -509,7 +509,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in run.notes:
         terminalreporter.write_line(line, yellow=True)
     outputs = config.stash.get(_outputs_key, _Outputs())
-    gate = _gate(config, run, outputs) if outputs.fail_on else []
+    try:
+        gate = _gate(config, run, outputs) if outputs.fail_on else []
+    except Exception as exc:  # depstrace's own fault: one line, the run's status stands
+        from depstrace._redact import redact_text
+
+        reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        terminalreporter.write_line(f"depstrace: the gate could not run: {reason}", yellow=True)
+        gate = []
     for line in gate:
         terminalreporter.write_line(line, red=True)
     if outputs.html is not None:
@@ -538,12 +545,12 @@ def _html(
     status: int,
 ) -> str:
     """Write the HTML report of the run and say where; a failure costs that line only."""
-    from depstrace.html_report import HtmlReport
-    from depstrace.report import headline, verdict
-
-    judged = verdict(run.requests, run.run_findings, damaged=bool(run.problems))
     trace = None if state.session.trace_error else str(state.trace_file)
     try:
+        from depstrace.html_report import HtmlReport
+        from depstrace.report import headline, verdict
+
+        judged = verdict(run.requests, run.run_findings, damaged=bool(run.problems))
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as file:
             page = HtmlReport(file)
