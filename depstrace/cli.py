@@ -209,6 +209,9 @@ def _render(
     if not readable:  # nothing to give an account of: say why, on stderr
         for problem in run.problems:
             print(f"depstrace: {problem}", file=sys.stderr)
+        if page is not None:  # a whole page that says so, not half of one
+            page.finish(headline="depstrace: no trace file could be read.", account=[],
+                        run_findings=[], problems=run.problems, status=EXIT_UNREADABLE)  # fmt: skip
         return
     judged = verdict(run.requests, run.run_findings, damaged=bool(run.problems))
     status[0] = judged.status

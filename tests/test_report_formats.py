@@ -228,3 +228,17 @@ def test_unwritable_output_is_a_usage_error(
         err
         == f"depstrace report: cannot write {tmp_path / 'no' / 'such.md'}: No such file or directory\n"
     )
+
+
+def test_html_of_an_unreadable_file_is_a_whole_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No file could be read: exit 2, why on stderr, and a complete page that says so."""
+    page = tmp_path / "report.html"
+    missing = tmp_path / "missing.jsonl"
+    status, lines, err = report(capsys, str(missing), "--format", "html", "-o", str(page))
+    assert (status, lines) == (2, [])
+    assert err == f"depstrace: {missing}: cannot read: No such file or directory\n"
+    text = page.read_text(encoding="utf-8")
+    assert text.endswith("</html>\n")
+    assert f'"problems":["{missing}: cannot read: No such file or directory"]' in text
