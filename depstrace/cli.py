@@ -231,7 +231,9 @@ def _render(
             run_findings=run.run_findings,
             problems=run.problems,
             verbosity=1 if options.verbose else 0,
-            width=shutil.get_terminal_size().columns if out is sys.stdout else None,
+            width=shutil.get_terminal_size().columns
+            if out is sys.stdout and page is None
+            else None,
         )
     if page is not None:
         page.finish(
