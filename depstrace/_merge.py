@@ -14,17 +14,19 @@ matched by id.
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from depstrace._jsonl import scan
+from depstrace._jsonl import Scan, scan, stream
 from depstrace._validate import problem_with
 from depstrace.findings import OVERRIDE_UNUSED
 
 Record = dict[str, Any]
 Entry = tuple[Hashable, Record]  # (the process that wrote it, the record)
+Select = Callable[[Record], bool]  # keeps a request or finding record (report filters)
+Tap = Callable[[Hashable, Record], None]  # sees each kept record as it streams by
 
 
 @dataclass
@@ -46,6 +48,9 @@ def combine(
     internal_errors: int = 0,
     notes: Sequence[str] = (),
     problems: Sequence[str] = (),
+    select: Select | None = None,
+    tap: Tap | None = None,
+    slim: bool = False,
 ) -> Run:
     """The run told by ``entries``, in their order.
 
@@ -53,6 +58,15 @@ def combine(
     made alike (an import-time statement every worker repeats) is told once,
     and an unused override another process of the run did consult is no
     finding: each process saw only its share of the tests.
+
+    ``select`` keeps only some requests and findings (``depstrace report --test``);
+    every request still counts as a consultation of its overrides.  ``tap`` sees
+    each kept request and every ``engine`` record (the HTML report).  ``slim``
+    keeps memory flat over any number of requests: a request without findings
+    whose databases are all test databases is kept as a shared stand-in that
+    holds only what the verdict counts (its test, whether it reached a database),
+    since the account names only requests that found something; one that did
+    keeps only the dependencies on its databases' chains (what the account prints).
     """
     run = Run(
         rule=rule, internal_errors=internal_errors, notes=list(notes), problems=list(problems)
@@ -60,14 +74,30 @@ def combine(
     findings: list[Entry] = []
     rules: dict[str, None] = {}
     consulted: dict[tuple[str, str], set[Hashable]] = {}
+    stand_ins: dict[tuple[Any, bool], Record] = {}
+    strings: dict[str, str] = {}
     for process, record in entries:
         kind = record["type"]
         if kind == "request":
-            run.requests.append(record)
             for node in record["dependencies"]:
                 if node["overridden"]:
                     pair = (node["original"], node["resolved"])
                     consulted.setdefault(pair, set()).add(process)
+            if select is not None and not select(record):
+                continue
+            if tap is not None:
+                tap(process, record)
+            clean = not record["findings"] and all(d["is_test"] for d in record["databases"])
+            if slim:
+                record = (  # noqa: PLW2901
+                    _stand_in(stand_ins, record)
+                    if clean
+                    else _shared(_chains_only(record), strings)
+                )
+            run.requests.append(record)
+        elif kind == "engine":
+            if tap is not None:
+                tap(process, record)
         elif kind == "finding":
             findings.append((process, record))
         elif kind == "session" and record.get("test_db_rule"):
@@ -97,43 +127,102 @@ def combine(
         ident = (finding["code"], finding["message"], finding.get("phase"), test)
         if told.setdefault(ident, process) != process:
             continue  # another process of the run already told it
-        run.run_findings.append(finding)
+        if select is None or select(finding):
+            run.run_findings.append(finding)
     return run
 
 
-def load(paths: Sequence[str | os.PathLike[str]]) -> tuple[Run, int]:
+# What a stand-in holds, shared by all of them (nothing writes to a request record).
+_SEEN_DB = {"is_test": True, "url": "", "operations": {}, "commits": 0}
+_ON_A_DATABASE: list[Record] = [_SEEN_DB]
+_NOTHING: list[Record] = []
+
+
+def _shared(value: Any, strings: dict[str, str]) -> Any:
+    """``value`` with each string equal to one seen before replaced by that one: the
+    requests a long run keeps repeat the same URLs, callables, sites and hints."""
+    if isinstance(value, str):
+        return strings.setdefault(value, value)
+    if isinstance(value, dict):
+        return {k: _shared(v, strings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v, strings) for v in value]
+    return value
+
+
+def _chains_only(request: Record) -> Record:
+    """``request`` with only the dependencies that lead from an endpoint to a database."""
+    nodes = {node["id"]: node for node in request["dependencies"]}
+    kept: set[Any] = set()
+    for db in request["databases"]:
+        ident = db.get("via_id")
+        while ident is not None and ident not in kept and ident in nodes:
+            kept.add(ident)
+            ident = nodes[ident]["parent"]
+    if len(kept) == len(nodes):
+        return request
+    return request | {"dependencies": [n for n in request["dependencies"] if n["id"] in kept]}
+
+
+def _stand_in(stand_ins: dict[tuple[Any, bool], Record], request: Record) -> Record:
+    """One shared record for every clean request of a test (see :func:`combine`)."""
+    key = (request["test"], bool(request["databases"]))
+    found = stand_ins.get(key)
+    if found is None:
+        found = stand_ins[key] = {
+            "test": key[0],
+            "databases": _ON_A_DATABASE if key[1] else _NOTHING,
+            "dependencies": _NOTHING,
+            "findings": _NOTHING,
+        }
+    return found
+
+
+def load(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    select: Select | None = None,
+    tap: Tap | None = None,
+    slim: bool = False,
+) -> tuple[Run, int]:
     """The run told by several trace files (shards, workers, whole runs).
 
     Returns the run and how many files could be read.  Damage is in
     ``run.problems``: an unreadable file, a cut last line (with its byte count),
     a malformed line or record (with its line and field), a file without a
-    ``summary`` record (its process never finished).
+    ``summary`` record (its process never finished).  The files are read one
+    record at a time; ``select``, ``tap`` and ``slim`` are :func:`combine`'s.
     """
-    entries: list[Entry] = []
     problems: list[str] = []
-    readable = 0
-    for index, path in enumerate(paths):
-        try:
-            found = scan(path)
-        except OSError as exc:
-            problems.append(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}")
-            continue
-        readable += 1
-        problems.extend(found.problems())
-        finished = False
-        for line, record in found.records:
-            issue = problem_with(record)
-            if issue is not None:
-                problems.append(f"{found.path}:{line}: {issue}")
+    readable = [0]
+
+    def entries() -> Iterator[Entry]:
+        for index, path in enumerate(paths):
+            found = Scan(os.fspath(path))
+            try:
+                records = stream(path, found)
+            except OSError as exc:
+                problems.append(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}")
                 continue
-            finished = finished or record["type"] == "summary"
-            entries.append(((index, record.get("worker")), record))
-        if found.records and not finished:
-            problems.append(
-                f"{found.path}: no summary record: the run it traces did not finish (killed?) "
-                "or is still running; what it did after its last flush is missing"
-            )
-    return combine(entries, problems=problems), readable
+            readable[0] += 1
+            finished = False
+            for line, record in records:
+                issue = problem_with(record)
+                if issue is not None:
+                    found.bad_lines.append(f"{found.path}:{line}: {issue}")
+                    continue
+                finished = finished or record["type"] == "summary"
+                yield (index, record.get("worker")), record
+            problems.extend(found.problems())
+            if found.seen and not finished:
+                problems.append(
+                    f"{found.path}: no summary record: the run it traces did not finish "
+                    "(killed?) or is still running; what it did after its last flush is missing"
+                )
+
+    run = combine(entries(), select=select, tap=tap, slim=slim)
+    run.problems[:0] = problems
+    return run, readable[0]
 
 
 @dataclass

@@ -5,14 +5,28 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
 
 from depstrace._config import DEFAULT_TRACE_FILE
 from depstrace._merge import load
-from depstrace.report import EXIT_UNREADABLE, summary_lines, verdict
+from depstrace._select import Selection
+from depstrace.formats import json_document, markdown_lines
+from depstrace.gate import gate_lines, gated, parse_codes
+from depstrace.html_report import HtmlReport
+from depstrace.report import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_UNREADABLE,
+    headline,
+    summary_lines,
+    verdict,
+)
 
 REPORT_EPILOG = """\
 FILE may be a glob (quote it: 'shards/*.jsonl'); several files are one run (the
@@ -20,6 +34,10 @@ shards of a CI job matrix, pytest-xdist workers), and records of different files
 are different processes.  Damage (an unreadable file, a last line cut
 mid-write, a malformed record, a run that never finished) is reported, never
 mistaken for a clean run.
+
+--test, --code and --db keep only the requests and findings that match (each
+may repeat); the verdict and exit status are those of what they keep.  The
+records are read one at a time: memory stays flat however long the trace.
 
 exit status:
   0  clean: requests reached databases, all of them test databases, and no
@@ -30,6 +48,8 @@ exit status:
      could be read is still printed)
   3  no data: no requests recorded, or none reached a database depstrace
      can observe
+with --fail-on CODES: 1 when one of CODES was found, else 2 for a damaged
+trace, else 0.
 """
 
 
@@ -55,6 +75,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument(
         "-v", "--verbose", action="store_true", help="one paragraph per request, not per cause"
     )
+    report.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (the account, default), markdown (for a CI job summary such as "
+        "$GITHUB_STEP_SUMMARY), json, or html (one self-contained page)",
+    )
+    report.add_argument("-o", "--output", metavar="PATH", help="write to PATH, not stdout")
+    report.add_argument(
+        "--fail-on",
+        metavar="CODES",
+        help="exit 1 when any of these comma-separated finding codes occurs (WRONG_DB,"
+        "DI_BYPASS), naming the tests; other findings do not fail",
+    )
+    report.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        metavar="NODEID",
+        help="keep the tests of this node id, file or directory (or fnmatch glob)",
+    )
+    report.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="CODES",
+        help="keep requests and findings with one of these finding codes",
+    )
+    report.add_argument(
+        "--db",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="keep requests on a matching database: an engine id (e3), or a pattern as in "
+        "DEPSTRACE_TEST_DB (a glob over the redacted URL or database name, or re:REGEX)",
+    )
     run = commands.add_parser(
         "run",
         help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
@@ -78,11 +134,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         from depstrace.launcher import run as run_command
 
         return run_command(args.command_line)
-    return _report(args.files, verbose=args.verbose)
+    try:
+        options = _Options.parse(args)
+    except ValueError as exc:
+        print(f"depstrace report: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    return _report(args.files, options)
 
 
-def _report(patterns: Sequence[str], *, verbose: bool = False) -> int:
+FORMATS = ("text", "markdown", "json", "html")
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What ``depstrace report`` was asked for, checked."""
+
+    verbose: bool = False
+    format: str = "text"
+    output: str | None = None
+    fail_on: tuple[str, ...] = ()
+    select: Selection | None = None
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> _Options:
+        """Raise ValueError (a usage error) for an unknown code or a bad --db pattern."""
+        fail_on = parse_codes(args.fail_on, source="--fail-on") if args.fail_on else ()
+        codes = [c for value in args.code for c in parse_codes(value, source="--code")]
+        select = Selection.build(args.test, codes, args.db)
+        return cls(args.verbose, args.format, args.output, fail_on, select)
+
+
+def _report(patterns: Sequence[str], options: _Options | None = None) -> int:
     """``depstrace report``: the account of ``patterns`` (files and globs) as one run."""
+    options = options or _Options()
     paths: dict[str, None] = {}  # each file once, in the order given
     unmatched = []
     for pattern in patterns:
@@ -93,31 +177,93 @@ def _report(patterns: Sequence[str], *, verbose: bool = False) -> int:
             paths.update(dict.fromkeys(matches))
         else:
             paths[pattern] = None
-    run, readable = load(list(paths))
-    run.problems[:0] = unmatched
-    if not readable:  # nothing to give an account of: say why, on stderr
-        for problem in run.problems:
-            print(f"depstrace: {problem}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    status = verdict(run.requests, run.run_findings, damaged=bool(run.problems)).status
-    where = next(iter(paths)) if len(paths) == 1 else f"{len(paths)} files"
-    lines = summary_lines(
-        run.requests,
-        trace_file=where,
-        internal_errors=run.internal_errors,
-        rule=run.rule,
-        run_findings=run.run_findings,
-        problems=run.problems,
-        verbosity=1 if verbose else 0,
-        width=shutil.get_terminal_size().columns,
-    )
     try:
-        for line in [*lines, *run.notes]:
-            print(line)
-        sys.stdout.flush()
+        out = open(options.output, "w", encoding="utf-8") if options.output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        print(f"depstrace report: cannot write {options.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    status = [EXIT_UNREADABLE]  # what to return if the reader stops before the verdict
+    try:
+        _render(list(paths), unmatched, options, out, status)
     except BrokenPipeError:
         # The reader stopped (| head): stop quietly, the way the Python docs recommend
         # (https://docs.python.org/3/library/signal.html#note-on-sigpipe); the status stands.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return status
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return status[0]
+
+
+def _render(
+    paths: list[str], unmatched: list[str], options: _Options, out: TextIO, status: list[int]
+) -> None:
+    """Read ``paths`` once, streaming, and write the run in ``options.format`` to ``out``;
+    ``status[0]`` is the exit status as soon as it is known."""
+    page = HtmlReport(out) if options.format == "html" else None
+    run, readable = load(
+        paths, select=options.select, tap=page.add if page is not None else None, slim=True
+    )
+    run.problems[:0] = unmatched
+    if not readable:  # nothing to give an account of: say why, on stderr
+        for problem in run.problems:
+            print(f"depstrace: {problem}", file=sys.stderr)
+        if page is not None:  # a whole page that says so, not half of one
+            page.finish(headline="depstrace: no trace file could be read.", account=[],
+                        run_findings=[], problems=run.problems, status=EXIT_UNREADABLE)  # fmt: skip
+        return
+    judged = verdict(run.requests, run.run_findings, damaged=bool(run.problems))
+    status[0] = judged.status
+    gate: list[str] = []
+    if options.fail_on:
+        found = gated(run.requests, run.run_findings, options.fail_on)
+        gate = gate_lines(found, options.fail_on, option="--fail-on")
+        status[0] = EXIT_FINDINGS if found else EXIT_UNREADABLE if judged.damaged else EXIT_CLEAN
+    where = paths[0] if len(paths) == 1 else f"{len(paths)} files"
+    said = headline(judged, where)
+    if options.format == "text" or page is not None:
+        lines = summary_lines(
+            run.requests,
+            trace_file=where,
+            internal_errors=run.internal_errors,
+            rule=run.rule,
+            run_findings=run.run_findings,
+            problems=run.problems,
+            verbosity=1 if options.verbose else 0,
+            width=shutil.get_terminal_size().columns
+            if out is sys.stdout and page is None
+            else None,
+        )
+    if page is not None:
+        page.finish(
+            headline=said,
+            account=lines,
+            run_findings=run.run_findings,
+            problems=run.problems,
+            gate=gate,
+            trace=where,
+            tests=judged.tests,
+            status=status[0],
+        )
+    elif options.format == "markdown":
+        text = markdown_lines(
+            said, run.requests, run.run_findings, problems=run.problems, gate=gate
+        )
+        out.write("\n".join(text) + "\n")
+    elif options.format == "json":
+        document = json_document(
+            judged,
+            said,
+            run.requests,
+            run.run_findings,
+            status=status[0],
+            problems=run.problems,
+            rule=run.rule,
+            internal_errors=run.internal_errors,
+            fail_on=options.fail_on,
+        )
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    else:
+        out.write("\n".join([*lines, *gate, *run.notes]) + "\n")
+    out.flush()

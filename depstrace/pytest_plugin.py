@@ -64,7 +64,18 @@ def _worker_file(trace_file: Path, worker: str) -> Path:
     return trace_file.with_name(f"{trace_file.stem}-{worker}{trace_file.suffix}")
 
 
+@dataclass(frozen=True)
+class _Outputs:
+    """What the run ends with besides the account (docs/report.md): a gate, an HTML page."""
+
+    fail_on: tuple[str, ...] = ()
+    fail_on_source: str = "--depstrace-fail-on"  # where the codes came from, for the message
+    html: Path | None = None
+
+
 _state_key = pytest.StashKey[_PluginState]()
+_outputs_key = pytest.StashKey[_Outputs]()
+_session_key = pytest.StashKey[pytest.Session]()
 _outcome_key = pytest.StashKey[str]()
 _off_key = pytest.StashKey[str]()  # why tracing was asked for but could not start
 
@@ -85,6 +96,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="JSON Lines trace file (default: $DEPSTRACE_FILE, else "
         ".depstrace/trace.jsonl under the rootdir)",
     )
+    group.addoption(
+        "--depstrace-fail-on",
+        default=None,
+        metavar="CODES",
+        help="exit non-zero when any of these comma-separated finding codes occurs, naming "
+        "the tests (WRONG_DB,DI_BYPASS; default: $DEPSTRACE_FAIL_ON, else the "
+        "depstrace_fail_on ini option); enables tracing",
+    )
+    group.addoption(
+        "--depstrace-html",
+        default=None,
+        metavar="PATH",
+        help="write the run as one self-contained HTML page (default: $DEPSTRACE_HTML, else "
+        "the depstrace_html ini option); enables tracing",
+    )
+    parser.addini("depstrace_fail_on", "finding codes that fail the run (as --depstrace-fail-on)")
+    parser.addini("depstrace_html", "HTML report path, relative to the rootdir")
+
+
+def _setting(config: pytest.Config, dest: str, env: str) -> tuple[str, str, Path] | None:
+    """(value, where it came from, the directory a relative path starts from) of one
+    output setting: the command line, else the environment, else the ini file."""
+    option = getattr(config.known_args_namespace, dest, None)
+    if option:
+        return option, f"--{dest.replace('_', '-')}", config.invocation_params.dir
+    value = os.environ.get(env, "").strip()
+    if value:
+        return value, env, config.invocation_params.dir
+    value = str(config.getini(dest) or "").strip()
+    return (value, dest, config.rootpath) if value else None
+
+
+def _outputs(config: pytest.Config) -> _Outputs:
+    """The run's gate and HTML path; an unknown finding code is a ConfigurationError."""
+    from depstrace.gate import parse_codes
+
+    outputs = _Outputs()
+    fail_on = _setting(config, "depstrace_fail_on", "DEPSTRACE_FAIL_ON")
+    if fail_on is not None:
+        codes = parse_codes(fail_on[0], source=fail_on[1])
+        outputs = _Outputs(codes, fail_on[1])
+    html = _setting(config, "depstrace_html", "DEPSTRACE_HTML")
+    if html is not None:
+        path = html[2] / Path(html[0]).expanduser()
+        outputs = _Outputs(outputs.fail_on, outputs.fail_on_source, path)
+    return outputs
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -96,7 +153,10 @@ def pytest_load_initial_conftests(
     try:
         enabled = _config.parse_enabled()
         namespace = early_config.known_args_namespace
-        enabled = enabled or bool(getattr(namespace, "depstrace", False))
+        enabled = enabled or any(
+            getattr(namespace, name, None)
+            for name in ("depstrace", "depstrace_fail_on", "depstrace_html")
+        )
         if not enabled:
             _envorigin.forget()  # disabled: keep nothing
             return
@@ -113,6 +173,7 @@ def pytest_load_initial_conftests(
         if early_config.inipath is not None:  # pytest-env's `env` lines live there
             _envorigin.note_config_files([early_config.inipath])
         rule = TestDatabaseRule.from_env(os.environ, temp_dirs=_basetemp(early_config))
+        outputs = _outputs(early_config)
         _failopen.hold_warnings(True)  # said in the account, never in a test's logs
         previous = set_test_phase(None, "startup")
         session = start(
@@ -133,6 +194,13 @@ def pytest_load_initial_conftests(
         )
         return
     early_config.stash[_state_key] = _PluginState(session, trace_file, previous, worker)
+    early_config.stash[_outputs_key] = outputs
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Keep the session: a failed gate sets its exit status at the end of the run."""
+    if _state_key in session.config.stash:
+        session.config.stash[_session_key] = session
 
 
 def _basetemp(config: pytest.Config) -> list[Path] | None:
@@ -440,6 +508,71 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
     for line in run.notes:
         terminalreporter.write_line(line, yellow=True)
+    outputs = config.stash.get(_outputs_key, _Outputs())
+    try:
+        gate = _gate(config, run, outputs) if outputs.fail_on else []
+    except Exception as exc:  # depstrace's own fault: one line, the run's status stands
+        from depstrace._redact import redact_text
+
+        reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        terminalreporter.write_line(f"depstrace: the gate could not run: {reason}", yellow=True)
+        gate = []
+    for line in gate:
+        terminalreporter.write_line(line, red=True)
+    if outputs.html is not None:
+        said = _html(outputs.html, run, state, account=lines, gate=gate, status=status)
+        terminalreporter.write_line(said, yellow=said.startswith("depstrace: no "))
+
+
+def _gate(config: pytest.Config, run: Any, outputs: _Outputs) -> list[str]:
+    """Fail the run when a gated finding code occurred; the lines naming the tests."""
+    from depstrace.gate import gate_lines, gated
+
+    found = gated(run.requests, run.run_findings, outputs.fail_on)
+    session = config.stash.get(_session_key, None)
+    if found and session is not None and session.exitstatus in (0, 5):  # OK, NO_TESTS
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return gate_lines(found, outputs.fail_on, option=outputs.fail_on_source)
+
+
+def _html(
+    path: Path,
+    run: Any,
+    state: _PluginState,
+    *,
+    account: list[str],
+    gate: list[str],
+    status: int,
+) -> str:
+    """Write the HTML report of the run and say where; a failure costs that line only."""
+    trace = None if state.session.trace_error else str(state.trace_file)
+    try:
+        from depstrace.html_report import HtmlReport
+        from depstrace.report import headline, verdict
+
+        judged = verdict(run.requests, run.run_findings, damaged=bool(run.problems))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as file:
+            page = HtmlReport(file)
+            for engine in list(state.session.engines.values()):
+                page.add(engine.get("worker"), engine)
+            for request in run.requests:
+                page.add(request.get("worker"), request)
+            page.finish(
+                headline=headline(judged, trace),
+                account=account,
+                run_findings=run.run_findings,
+                problems=run.problems,
+                gate=gate,
+                trace=trace,
+                tests=judged.tests,
+                status=status,
+            )
+    except Exception as exc:
+        from depstrace._redact import redact_text
+
+        return f"depstrace: no HTML report: {type(exc).__name__}: {redact_text(str(exc))}"
+    return f"depstrace: HTML report: {path}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -267,7 +267,7 @@ def test_help_lists_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> Non
         main(["report", "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: depstrace report [-h] [-v] [FILE ...]\n")
+    assert out.startswith("usage: depstrace report [-h] [-v] [--format {text,markdown,json,html}]")
     assert out.endswith(REPORT_EPILOG)
     assert [line[:4] for line in REPORT_EPILOG.splitlines() if line[2:3].isdigit()] == [
         "  0 ",

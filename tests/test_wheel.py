@@ -153,3 +153,27 @@ def test_the_base_install_exports_to_a_collector_over_http(
     assert sorted(span.name for span in receiver.spans if span.scope == "depstrace") == sorted(
         ["app:settings", "GET /n", "test_app.py::test_n"]
     )
+
+
+def test_html_report_from_the_wheel(base_install: Path, tmp_path: Path) -> None:
+    """``depstrace report --format html`` after a plain install writes the whole page: its
+    style and script are package data shipped in the wheel."""
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(
+        '{"type":"session","schema":1,"test_db_rule":"default"}\n'
+        '{"type":"summary","schema":1,"requests":0,"wrong_db_requests":0,"engines":0,'
+        '"internal_errors":0}\n'
+    )
+    page = tmp_path / "report.html"
+    result = subprocess.run(
+        [base_install / "depstrace", "report", str(trace), "--format", "html", "-o", str(page)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (3, "")
+    text = page.read_text(encoding="utf-8")
+    assert ".filters {" in text
+    assert 'document.body.dataset.ready = "1";' in text

@@ -1,0 +1,137 @@
+"""``depstrace report --format markdown|json``: the run for a CI job summary and for tools.
+
+Markdown is sized for GitHub's job summary (``$GITHUB_STEP_SUMMARY``, 1 MiB per
+step): the headline, one table row per finding code and at most
+:data:`SHOWN_TESTS` tests.  Every value from the trace is HTML-escaped inside
+``<code>`` (a test id may hold ``|``, a backtick or ``<script>``).  JSON holds
+the verdict, the counts and every finding with its request.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from depstrace.gate import CODES, OUTSIDE_TESTS, gated
+from depstrace.report import CAUSES, Verdict
+
+Record = dict[str, Any]
+SHOWN_TESTS = 50
+
+
+def _code(text: object) -> str:
+    """``text`` as a table-safe inline code element."""
+    return f"<code>{html.escape(str(text)).replace('|', '&#124;')}</code>"
+
+
+def _cell(text: object) -> str:
+    return html.escape(str(text)).replace("|", "&#124;").replace("\n", " ")
+
+
+def markdown_lines(
+    headline: str,
+    requests: Sequence[Record],
+    run_findings: Sequence[Record],
+    *,
+    problems: Sequence[str] = (),
+    gate: Sequence[str] = (),
+) -> list[str]:
+    """The run as GitHub-flavoured Markdown, one list item per line."""
+    lines = ["### depstrace", "", f"**{_cell(headline)}**", ""]
+    if gate:
+        lines += [f"**{_cell(gate[0])}**", ""]
+    per_test = gated(requests, run_findings, CODES)
+    counts: dict[str, int] = {}
+    tests: dict[str, int] = {}
+    for found in per_test.values():
+        for code, n in found.items():
+            counts[code] = counts.get(code, 0) + n
+            tests[code] = tests.get(code, 0) + 1
+    if counts:
+        lines += ["| code | findings | tests | cause |", "|---|---:|---:|---|"]
+        for code, n in counts.items():
+            cause = CAUSES.get(code, "see the docs")
+            lines.append(
+                f"| {_code(code)} | {n} | {tests[code]} | {_cell(cause)} "
+                f"({_code('depstrace explain ' + code)}) |"
+            )
+        lines += ["", f"<details><summary>{len(per_test)} tests with findings</summary>", ""]
+        lines += ["| test | findings |", "|---|---|"]
+        for test, found in list(per_test.items())[:SHOWN_TESTS]:
+            said = ", ".join(f"{_code(c)} x{n}" for c, n in found.items())
+            name = _cell(test) if test == OUTSIDE_TESTS else _code(test)
+            lines.append(f"| {name} | {said} |")
+        if len(per_test) > SHOWN_TESTS:
+            lines.append(f"| +{len(per_test) - SHOWN_TESTS} more | |")
+        lines += ["", "</details>", ""]
+    if problems:
+        lines += ["The trace is incomplete:", ""]
+        lines += [f"- {_cell(problem)}" for problem in problems]
+        lines.append("")
+    return lines
+
+
+def json_document(
+    judged: Verdict,
+    headline: str,
+    requests: Sequence[Record],
+    run_findings: Sequence[Record],
+    *,
+    status: int,
+    problems: Sequence[str] = (),
+    rule: str | None = None,
+    internal_errors: int = 0,
+    fail_on: Sequence[str] = (),
+) -> Record:
+    """The run as one JSON object (docs/report.md lists its fields)."""
+    findings = [
+        {
+            "test": request["test"],
+            "request": request.get("id"),
+            "worker": request.get("worker"),
+            "method": request.get("method"),
+            "path": request.get("path"),
+            "code": finding["code"],
+            "severity": finding.get("severity"),
+            "message": finding["message"],
+            "hint": finding.get("hint"),
+        }
+        for request in requests
+        for finding in request["findings"]
+    ]
+    findings += [
+        {
+            "test": finding.get("test"),
+            "request": None,
+            "worker": finding.get("worker"),
+            "method": None,
+            "path": None,
+            "code": finding["code"],
+            "severity": finding.get("severity"),
+            "message": finding["message"],
+            "hint": finding.get("hint"),
+        }
+        for finding in run_findings
+    ]
+    gate = gated(requests, run_findings, fail_on) if fail_on else {}
+    return {
+        "status": status,
+        "headline": headline,
+        "requests": judged.requests,
+        "tests": judged.tests,
+        "with_database": judged.with_database,
+        "offending_requests": judged.offending,
+        "offending_tests": judged.offending_tests,
+        "errors": judged.errors,
+        "warnings": judged.warnings,
+        "damaged": judged.damaged,
+        "problems": list(problems),
+        "test_db_rule": rule,
+        "internal_errors": internal_errors,
+        "tests_with_findings": gated(requests, run_findings, CODES),
+        "findings": findings,
+        "fail_on": (
+            {"codes": list(fail_on), "failed": bool(gate), "tests": gate} if fail_on else None
+        ),
+    }

@@ -1,0 +1,198 @@
+"""The HTML report opened in a real headless Chromium (Debian's /usr/bin/chromium driven by
+playwright; never a downloaded browser): asserted through the DOM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_traces import HOSTILE, HOSTILE_PATH, grow, make_trace
+
+from depstrace.cli import main
+from depstrace.explain import page as explanation
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module; skipped (or failed, with
+    DEPSTRACE_REQUIRE_CHROMIUM=1) when Chromium or playwright is missing."""
+    reason = None
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        reason = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (the test extra)"
+    if reason is not None:
+        if os.environ.get("DEPSTRACE_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"DEPSTRACE_REQUIRE_CHROMIUM=1 but {reason}")
+        pytest.skip(reason)
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def pages(
+    tmp_path_factory: pytest.TempPathFactory, make_prod_dir: Callable[[], Path]
+) -> dict[str, Path]:
+    """The page of tests/report_traces.py's trace and of 10,000 requests grown from it."""
+    data = tmp_path_factory.mktemp("html")
+    trace = make_trace(data / "trace.jsonl", data, make_prod_dir())
+    grow(trace, data / "big.jsonl", requests=10_000)
+    made = {}
+    for name in ("trace", "big"):
+        made[name] = data / f"{name}.html"
+        assert (
+            main(["report", str(data / f"{name}.jsonl"), "--format", "html", "-o", str(made[name])])
+            == 1
+        )
+    return made
+
+
+@pytest.fixture
+def opened(browser: Any) -> Callable[[Path], Any]:
+    """``opened(path)``: a new page showing ``path``, ready; dialogs and errors are kept on
+    ``page.dialogs`` / ``page.errors`` (the tests assert there are none)."""
+    contexts = []
+
+    def open_page(path: Path) -> Any:
+        context = browser.new_context(viewport={"width": 1300, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.dialogs, page.errors, page.requests = [], [], []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("request", lambda request: page.requests.append(request.url))
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def texts(page: Any, selector: str) -> list[str]:
+    """The text of every element ``selector`` matches, stripped."""
+    return [t.strip() for t in page.locator(selector).all_inner_texts()]
+
+
+def test_findings_table(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
+    """One row per code with its count, tests, messages, fix and explanation page."""
+    page = opened(pages["trace"])
+    assert texts(page, "#findings tbody tr td:first-child") == ["WRONG_DB", "DI_BYPASS"]
+    assert texts(page, "#findings tbody tr td.count") == ["3", "2"]
+    row = page.locator("#findings tr[data-code='DI_BYPASS']")
+    assert "tests/test_stats.py::test_stats" in row.inner_text()
+    assert "Fix: Take the session from a dependency" in row.inner_text()
+    row.locator("details.explain summary").click()
+    explained = row.locator("details.explain pre").inner_text()
+    assert explained.strip() == (explanation("DI_BYPASS") or "").strip()
+    assert page.locator("#headline").inner_text() == (
+        f"depstrace: 3 of 5 requests reached a non-test database, in 3 tests. Trace: "
+        f"{pages['trace'].with_suffix('.jsonl')}"
+    )
+    assert (page.dialogs, page.errors) == ([], [])
+    assert [url for url in page.requests if not url.startswith("file://")] == []
+
+
+def test_filters(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
+    """Test, finding code and database filters narrow the table, together too."""
+    page = opened(pages["trace"])
+
+    def shown() -> list[str]:
+        return texts(page, "#requests tbody tr td:nth-child(2)")
+
+    assert shown() == [
+        "GET /items",
+        "GET /items",
+        "GET /stats",
+        "GET /admin",
+        f"GET {HOSTILE_PATH}",
+    ]
+    page.fill("#filter-test", "test_items")
+    assert shown() == ["GET /items", "GET /items"]
+    page.fill("#filter-test", "")
+    page.select_option("#filter-code", "DI_BYPASS")
+    assert shown() == ["GET /stats", f"GET {HOSTILE_PATH}"]
+    page.select_option("#filter-code", "-")
+    assert shown() == ["GET /items", "GET /items"]
+    page.select_option("#filter-code", "")
+    prod = next(o for o in texts(page, "#filter-db option") if o.endswith("prod.db"))
+    page.select_option("#filter-db", prod)
+    assert shown() == ["GET /stats", "GET /admin", f"GET {HOSTILE_PATH}"]
+    page.fill("#filter-test", "admin")
+    assert shown() == ["GET /admin"]
+    assert page.locator("#shown").inner_text() == "1 request match"
+    # Clicking a code in the findings table filters by it.
+    page.fill("#filter-test", "")
+    page.select_option("#filter-db", "")
+    page.locator("#findings tr[data-code='WRONG_DB'] .code").click()
+    assert page.locator("#filter-code").input_value() == "WRONG_DB"
+    assert shown() == ["GET /stats", "GET /admin", f"GET {HOSTILE_PATH}"]
+
+
+def test_dependency_tree_with_an_override(
+    opened: Callable[[Path], Any], pages: dict[str, Path]
+) -> None:
+    """A request's tree nests get_db below Repo and shows original -> override, where
+    the override was set, the cached second use, durations, the session and engine."""
+    page = opened(pages["trace"])
+    page.locator("#requests tbody tr", has_text="GET /items").first.click()
+    detail = page.locator("#detail")
+    assert detail.is_visible()
+    prefix = "report_traces:make_trace.<locals>"
+    nested = detail.locator("ul.tree > li.dep > ul > li.dep.overridden")
+    assert (
+        nested.locator(".override").inner_text() == f"{prefix}.get_db \u2192 {prefix}.get_test_db"
+    )
+    assert detail.locator("ul.tree > li.dep > .name").all_inner_texts() == ["repo", "db"]
+    assert nested.locator(".badge.value").inner_text() == "produced sqlalchemy.orm.session:Session"
+    assert nested.locator(".badge.engine").inner_text().startswith("engine e1 sqlite:///")
+    assert nested.locator(".badge", has_text=" ms").count() == 1
+    cached = detail.locator("ul.tree > li.dep.cached")
+    assert cached.locator(".name").inner_text() == "db"
+    assert cached.locator(".badge.cached").inner_text() == "cached"
+    assert "test_app.db [engine e1] test database" in detail.locator("ul.dbs").inner_text()
+
+
+def test_hostile_names_stay_text(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
+    """A test id and a path holding <script> and <img onerror> are shown as text: no
+    element, no dialog, no script run from them."""
+    page = opened(pages["trace"])
+    page.fill("#filter-test", "alert(1)")
+    assert texts(page, "#requests tbody tr td.test") == [HOSTILE]
+    page.locator("#requests tbody tr").first.click()
+    assert page.locator("#detail h3").first.inner_text().endswith(f"GET {HOSTILE_PATH} \u2192 200")
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.scripts.length") == 3
+    assert (page.dialogs, page.errors) == ([], [])
+
+
+def test_10000_requests_render_on_demand(
+    opened: Callable[[Path], Any], pages: dict[str, Path]
+) -> None:
+    """10,000 requests: the table holds the first 200 rows, "show more" adds 200, and the
+    filters still work over all of them (the time to open is in benchmarks/html_report.py)."""
+    page = opened(pages["big"])
+    assert page.locator("#total-requests b").inner_text() == "10,000"
+    assert page.locator("#requests tbody tr").count() == 200
+    assert page.locator("#shown").inner_text() == "10,000 requests match; showing the first 200"
+    page.click("#more")
+    assert page.locator("#requests tbody tr").count() == 400
+    page.select_option("#filter-code", "DI_BYPASS")
+    assert page.locator("#shown").inner_text() == "334 requests match; showing the first 200"
+    page.fill("#filter-test", "tests/test_module99.py::")
+    assert page.locator("#requests tbody tr").count() == 4
+    assert page.locator("#more").is_hidden()
