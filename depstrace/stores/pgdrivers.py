@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from depstrace import guard
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import redact_url
@@ -48,22 +49,40 @@ _housekeeping: ContextVar[bool] = ContextVar("depstrace_driver_housekeeping", de
 _watching_sqlalchemy = False
 
 
-def statement(connection: Any, query: Any, operation: str | None = None) -> None:
-    """Count one statement sent on the driver ``connection`` (the hot path)."""
+def statement(
+    connection: Any, query: Any, operation: str | None = None
+) -> tuple[EngineInfo, str] | None:
+    """Count one statement sent on the driver ``connection`` (the hot path); return
+    its store and operation, or None when it is not this module's to count."""
     try:
         if connection is None or _housekeeping.get():
-            return
+            return None
         info = _infos.get(connection, _UNSEEN)
         if info is _UNSEEN:
             info = _first_sight(connection)
         if info is None:  # SQLAlchemy's connection: its listener counts it
-            return
+            return None
         if operation is None:
             operation = operation_of(query, connection)
         if operation not in TRANSACTION_CONTROL:
             note(info, operation)
+        return info, operation
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("driver statement hook")
+        return None
+
+
+def guarded_statement(connection: Any, query: Any, operation: str | None = None) -> None:
+    """:func:`statement` when the guard is on: counted, then judged; a refusal raises
+    before the driver method runs."""
+    seen = statement(connection, query, operation)
+    if seen is not None:
+        guard.check(seen[0], seen[1], "" if query is None else query, connection)
+
+
+# What the patched methods call: chosen when they are patched, so the guard costs
+# nothing when it is off.
+_hook: Callable[..., object] = statement
 
 
 def operation_of(query: Any, connection: Any = None) -> str:
@@ -185,14 +204,14 @@ def _query_method(original: Callable[..., Any], connection_of: Callable[[Any], A
 
         @functools.wraps(original)
         async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            statement(connection_of(self), _query_argument(args, kwargs))
+            _hook(connection_of(self), _query_argument(args, kwargs))
             return await original(self, *args, **kwargs)
 
         return async_wrapper
 
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(connection_of(self), _query_argument(args, kwargs))
+        _hook(connection_of(self), _query_argument(args, kwargs))
         return original(self, *args, **kwargs)
 
     return wrapper
@@ -209,7 +228,7 @@ def _prepared_method(original: Callable[..., Any]) -> Any:
 
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(getattr(self, "_connection", None), _prepared_query(self))
+        _hook(getattr(self, "_connection", None), _prepared_query(self))
         return await original(self, *args, **kwargs)
 
     return wrapper
@@ -218,7 +237,7 @@ def _prepared_method(original: Callable[..., Any]) -> Any:
 def _prepared_cursor(original: Callable[..., Any]) -> Any:
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(getattr(self, "_connection", None), _prepared_query(self))
+        _hook(getattr(self, "_connection", None), _prepared_query(self))
         return original(self, *args, **kwargs)
 
     return wrapper
@@ -234,7 +253,7 @@ def _copy_method(original: Callable[..., Any]) -> Any:
 
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(self, None, "COPY")
+        _hook(self, None, "COPY")
         return await original(self, *args, **kwargs)
 
     return wrapper
@@ -281,8 +300,14 @@ def _cursor_method(original: Callable[..., Any]) -> Any:
     return _query_method(original, connection_of=_cursor_connection)
 
 
+def _choose_hook() -> None:
+    global _hook
+    _hook = statement if guard.mode() == "off" else guarded_statement
+
+
 def patch_asyncpg(patches: PatchRegistry) -> None:
     """Patch asyncpg's connection and prepared-statement methods."""
+    _choose_hook()
     from asyncpg import connection, prepared_stmt
 
     queries = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fetchmany", "cursor")
@@ -298,6 +323,7 @@ def patch_asyncpg(patches: PatchRegistry) -> None:
 
 def patch_psycopg(patches: PatchRegistry) -> None:
     """Patch psycopg's cursors (``Connection.execute`` runs through them)."""
+    _choose_hook()
     import psycopg
 
     methods = ("execute", "executemany", "stream", "copy")
@@ -332,7 +358,8 @@ def _sqlalchemy_connection(dbapi_connection: Any, connection_record: Any, *_: An
 
 def forget() -> None:
     """Forget every connection's store (a new session numbers stores anew)."""
-    global _watching_sqlalchemy
+    global _watching_sqlalchemy, _hook
+    _hook = statement
     _infos.clear()
     _driver_kinds.clear()
     _watching_sqlalchemy = False
