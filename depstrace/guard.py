@@ -194,9 +194,11 @@ def check(info: EngineInfo, operation: str, statement: object, connection: Any) 
         text = _text(statement)
         key = id(connection)
         if operation in _ENDS or operation == "ROLLBACK":
-            wrote = _wrote_on.pop(key, 0)
+            wrote = _wrote_on.get(key, 0)
             if operation == "ROLLBACK" or not wrote or _allowed_by(info) is not None:
+                _wrote_on.pop(key, None)
                 return
+            # Refused, the writes stay pending: a later COMMIT is refused too.
             record = _record(guard, info, "COMMIT", None, "refused")
             record["writes"] = wrote
         else:

@@ -257,7 +257,14 @@ def _guarded_before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signat
 
 
 def _guarded_commit(conn: Any) -> None:
-    guard.check_commit(registry.find(conn.engine), conn.info)
+    try:
+        guard.check_commit(registry.find(conn.engine), conn.info)
+    except guard.GuardRefused:
+        # SQLAlchemy forgets a transaction whose commit raised, but the driver's is
+        # still open: roll it back, or the next COMMIT on this connection would land it.
+        conn.engine.dialect.do_rollback(conn.connection)
+        guard.forget_transaction(conn.info)
+        raise
 
 
 def _guarded_rollback(conn: Any, *args: Any) -> None:
