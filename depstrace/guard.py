@@ -42,6 +42,18 @@ MODES = ("off", "writes", "all")
 # gives (CREATE/DROP/ALTER DATABASE, ROLE... are server administration: never refused).
 _SCHEMA_CHANGES = frozenset({"CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "COMMENT"})
 _WRITE_OPERATIONS = WRITES | _SCHEMA_CHANGES | {"COPY", "GRANT", "REVOKE", "VACUUM", "REINDEX"}
+# MongoDB write commands, upper-cased as depstrace.stores.mongo counts them (insert,
+# update, delete, create, drop are above); an aggregate ending in $out or $merge writes.
+_WRITE_OPERATIONS |= {
+    "FINDANDMODIFY",
+    "CREATEINDEXES",
+    "DROPINDEXES",
+    "DROPDATABASE",
+    "RENAMECOLLECTION",
+    "BULKWRITE",
+    "COLLMOD",
+    "AGGREGATE $OUT",
+}
 # A CTE or a SELECT INTO can write: "WITH moved AS (DELETE ...) INSERT ...".
 _WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|INTO)\b", re.IGNORECASE)
 _ENDS = frozenset({"COMMIT", "END"})
@@ -177,12 +189,20 @@ def refuses(guard_mode: str, operation: str, statement: str) -> bool:
     return operation in ("WITH", "SELECT") and _WRITE_WORD.search(statement[:4096]) is not None
 
 
-def check(info: EngineInfo, operation: str, statement: object, connection: Any) -> None:
+def check(
+    info: EngineInfo,
+    operation: str,
+    statement: object,
+    connection: Any,
+    *,
+    table: str | None = None,
+) -> None:
     """Raise :class:`GuardRefused` when the guard refuses this statement (the probes call
     this only while the guard is on, right after counting the statement).
 
     ``connection`` identifies the driver connection, to refuse the COMMIT of a
-    transaction that wrote (writes let through by an allowance)."""
+    transaction that wrote (writes let through by an allowance).  ``table`` is for
+    stores whose statements are not SQL (a MongoDB command's collection)."""
     guard = _guard
     if guard is None:
         return
@@ -210,7 +230,7 @@ def check(info: EngineInfo, operation: str, statement: object, connection: Any) 
                     _wrote_on[key] = _wrote_on.get(key, 0) + 1
                 _note_allowed(guard, info, operation, allowance)
                 return
-            record = _record(guard, info, operation, _table(text), "refused")
+            record = _record(guard, info, operation, table or _table(text), "refused")
     except Exception:  # the guard's own fault lets the statement through, and says so
         report_internal_error("guard")
         return
