@@ -224,3 +224,36 @@ def test_per_test_database_fixture_is_never_refused(
     result.stdout.fnmatch_lines(
         ["depstrace guard (DEPSTRACE_GUARD=all): refused 0 statements on non-test databases."]
     )
+
+
+def test_asyncpg_commit_of_an_allowed_write_outside_the_allowance_is_refused(
+    pg: str, tmp_path: Any
+) -> None:
+    """asyncpg sends a transaction's COMMIT as a statement: after a write allowed inside
+    ``allow_db``, that COMMIT outside it is refused and the row never lands."""
+    import asyncio
+
+    import asyncpg
+
+    import depstrace
+
+    async def write() -> None:
+        conn = await asyncpg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, database="depstrace_prod"
+        )
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            with depstrace.allow_db("depstrace_prod"):
+                await conn.execute("INSERT INTO guard_orders VALUES ('allowed, not committed')")
+            with pytest.raises(depstrace.GuardRefused, match="refused COMMIT of a transaction"):
+                await transaction.commit()
+        finally:
+            await conn.close()
+
+    depstrace.instrument(trace_file=tmp_path / "trace.jsonl", guard="writes")
+    try:
+        asyncio.run(write())
+    finally:
+        depstrace.uninstrument()
+    assert _notes() == []
