@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from depstrace._failopen import report_internal_error
 from depstrace._observers import Observer
 from depstrace._records import SCHEMA, WRITES
 from depstrace._testdb import TestDatabaseRule
+from depstrace._words import TEST_WORDS
 
 if TYPE_CHECKING:
     from depstrace._context import TestPhase
@@ -100,7 +102,9 @@ class _Guard:
 _guard: _Guard | None = None
 _allowances: list[_Allowance] = []
 _lock = threading.Lock()
-_wrote_on: dict[int, int] = {}  # id(driver connection) -> writes let through (allowed)
+# id(connection) -> (the connection or a weak reference to it, writes let through by an
+# allowance since its transaction began); the reference keeps a reused id from matching.
+_wrote_on: dict[int, tuple[Any, int]] = {}
 _never_refused: frozenset[str] = frozenset()  # transaction control, server administration
 
 
@@ -212,11 +216,10 @@ def check(
         if info.is_test:
             return
         text = _text(statement)
-        key = id(connection)
         if operation in _ENDS or operation == "ROLLBACK":
-            wrote = _wrote_on.get(key, 0)
+            wrote = _pending(connection)
             if operation == "ROLLBACK" or not wrote or _allowed_by(info) is not None:
-                _wrote_on.pop(key, None)
+                forget_transaction(connection)
                 return
             # Refused, the writes stay pending: a later COMMIT is refused too.
             record = _record(guard, info, "COMMIT", None, "refused")
@@ -227,7 +230,7 @@ def check(
             allowance = _allowed_by(info)
             if allowance is not None:
                 if operation not in ("SELECT", "WITH", "SHOW", "PRAGMA", "EXPLAIN"):
-                    _wrote_on[key] = _wrote_on.get(key, 0) + 1
+                    _wrote_on[id(connection)] = (_reference(connection), _pending(connection) + 1)
                 _note_allowed(guard, info, operation, allowance)
                 return
             record = _record(guard, info, operation, table or _table(text), "refused")
@@ -244,9 +247,26 @@ def check_commit(info: EngineInfo | None, connection_info: dict[str, Any]) -> No
         check(info, "COMMIT", "", connection_info)
 
 
-def forget_transaction(connection_info: dict[str, Any]) -> None:
-    """SQLAlchemy's ``rollback`` event: what the transaction wrote is gone."""
-    _wrote_on.pop(id(connection_info), None)
+def forget_transaction(connection: Any) -> None:
+    """The transaction on ``connection`` ended (SQLAlchemy's ``rollback`` event, a
+    ROLLBACK, an allowed COMMIT): what it wrote is no longer pending."""
+    _wrote_on.pop(id(connection), None)
+
+
+def _pending(connection: Any) -> int:
+    """Writes let through on ``connection`` since its transaction began."""
+    held = _wrote_on.get(id(connection))
+    if held is None:
+        return 0
+    target = held[0]() if isinstance(held[0], weakref.ref) else held[0]
+    return held[1] if target is connection else 0
+
+
+def _reference(connection: Any) -> Any:
+    try:
+        return weakref.ref(connection)
+    except TypeError:  # a SQLAlchemy connection's .info dict: popped when it ends
+        return connection
 
 
 def _text(statement: object) -> str:
@@ -408,8 +428,11 @@ def account_lines() -> list[str]:
     if guard is None:
         return []
     refused = [e for e in guard.events if e["action"] == "refused"]
+    if not guard.events and guard.session.words is TEST_WORDS and not guard.session.tests_run:
+        return []  # a pytest-xdist controller: its workers' lines come in their notes
+    worker = f" in pytest-xdist worker {guard.session.worker}" if guard.session.worker else ""
     lines = [
-        f"depstrace guard ({ENV_VAR}={guard.mode}): refused {len(refused)} statement"
+        f"depstrace guard ({ENV_VAR}={guard.mode}){worker}: refused {len(refused)} statement"
         + ("" if len(refused) == 1 else "s")
         + " on non-test databases"
         + (":" if refused else ".")

@@ -7,6 +7,7 @@ PostgreSQL server's ``depstrace_prod``.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -333,3 +334,48 @@ def test_a_bad_guard_value_is_a_usage_error(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: depstrace: DEPSTRACE_GUARD='yes' is not a valid value.*"])
+
+
+XDIST_TESTS = """
+import os
+
+import pytest
+import sqlalchemy as sa
+
+prod = sa.create_engine(os.environ["G_PROD"])
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_write(n):
+    with prod.begin() as conn:
+        conn.execute(sa.text("INSERT INTO orders (note) VALUES ('x')"))
+"""
+
+
+def test_under_xdist_each_worker_refuses_and_the_controller_lists_them(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """``-n 2``: every worker guards; the one account lists each worker's refusals
+    (and the controller, which ran no test, adds no line of its own)."""
+    prod = _prod_db(prod_dir)
+    for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("G_PROD", f"sqlite:///{prod}")
+    monkeypatch.setenv("DEPSTRACE_GUARD", "writes")
+    pytester.makepyfile(test_orders=XDIST_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(failed=4)
+    assert _rows(prod) == []
+    headers = [line for line in result.stdout.lines if line.startswith("depstrace guard (")]
+    counts = [
+        re.fullmatch(
+            r"depstrace guard \(DEPSTRACE_GUARD=writes\) in pytest-xdist worker (gw[01]): "
+            r"refused (\d) statements? on non-test databases:",
+            header,
+        )
+        for header in headers
+    ]
+    assert all(counts), headers  # no line without a worker: none from the controller
+    assert sum(int(match[2]) for match in counts if match) == 4
+    refused = [line for line in result.stdout.lines if line.startswith("  INSERT orders on ")]
+    assert len(refused) == 4
