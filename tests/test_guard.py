@@ -238,11 +238,16 @@ def test_guard_off_installs_nothing_and_the_write_lands(
 def test_guard_off_installs_the_unguarded_hooks(
     trace_file: Path, sqlite_urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the guard off the probes install their plain listener, and the guard's
-    check is never called; with it on, the guarded one."""
+    """With the guard off the probes install their plain hooks (SQLAlchemy's listener,
+    the drivers' statement hook), and the guard's check is never called; with it on,
+    the guarded ones."""
+    import asyncpg  # noqa: F401 - instrumented at once, not on import
+    import psycopg  # noqa: F401
     import sqlalchemy as sa
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+
+    from depstrace.stores import pgdrivers
 
     calls: list[str] = []
     monkeypatch.setattr(guard, "check", lambda *args: calls.append(args[1]))
@@ -251,6 +256,7 @@ def test_guard_off_installs_the_unguarded_hooks(
     assert event.contains(Engine, "before_cursor_execute", probe._before_cursor_execute)
     assert not event.contains(Engine, "before_cursor_execute", probe._guarded_before_cursor_execute)
     assert not event.contains(Engine, "commit", probe._guarded_commit)
+    assert pgdrivers._hook is pgdrivers.statement  # asyncpg and psycopg are imported
     engine = sa.create_engine(sqlite_urls["prod"])
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
@@ -259,6 +265,7 @@ def test_guard_off_installs_the_unguarded_hooks(
     depstrace.instrument(trace_file=trace_file, guard="writes")
     assert event.contains(Engine, "before_cursor_execute", probe._guarded_before_cursor_execute)
     assert not event.contains(Engine, "before_cursor_execute", probe._before_cursor_execute)
+    assert pgdrivers._hook is pgdrivers.guarded_statement
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
     assert calls == ["SELECT"]

@@ -49,35 +49,41 @@ _housekeeping: ContextVar[bool] = ContextVar("depstrace_driver_housekeeping", de
 _watching_sqlalchemy = False
 
 
-def statement(
-    connection: Any, query: Any, operation: str | None = None
-) -> tuple[EngineInfo, str] | None:
-    """Count one statement sent on the driver ``connection`` (the hot path); return
-    its store and operation, or None when it is not this module's to count."""
+def statement(connection: Any, query: Any, operation: str | None = None) -> None:
+    """Count one statement sent on the driver ``connection`` (the hot path)."""
     try:
         if connection is None or _housekeeping.get():
-            return None
+            return
         info = _infos.get(connection, _UNSEEN)
         if info is _UNSEEN:
             info = _first_sight(connection)
         if info is None:  # SQLAlchemy's connection: its listener counts it
-            return None
+            return
         if operation is None:
             operation = operation_of(query, connection)
         if operation not in TRANSACTION_CONTROL:
             note(info, operation)
-        return info, operation
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("driver statement hook")
-        return None
 
 
 def guarded_statement(connection: Any, query: Any, operation: str | None = None) -> None:
     """:func:`statement` when the guard is on: counted, then judged; a refusal raises
-    before the driver method runs."""
-    seen = statement(connection, query, operation)
-    if seen is not None:
-        guard.check(seen[0], seen[1], "" if query is None else query, connection)
+    before the driver method runs.  (A second classification, in guard mode only, keeps
+    :func:`statement` exactly as it is without the guard.)"""
+    statement(connection, query, operation)
+    try:
+        if connection is None or _housekeeping.get():
+            return
+        info = _infos.get(connection)  # the first sight was in statement()
+        if info is None:
+            return
+        if operation is None:
+            operation = operation_of(query, connection)
+    except Exception:
+        report_internal_error("driver statement hook (guard)")
+        return
+    guard.check(info, operation, "" if query is None else query, connection)
 
 
 # What the patched methods call: chosen when they are patched, so the guard costs
