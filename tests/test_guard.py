@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import BackgroundTasks, FastAPI
 
 import depstrace
 from depstrace import guard
@@ -386,3 +387,42 @@ def test_under_xdist_each_worker_refuses_and_the_controller_lists_them(
     assert sum(int(match[2]) for match in counts if match) == 4
     refused = [line for line in result.stdout.lines if line.startswith("  INSERT orders on ")]
     assert len(refused) == 4
+
+
+def test_a_refused_write_is_no_uncommitted_write(
+    trace_file: Path, sqlite_urls: dict[str, str]
+) -> None:
+    """A background task's refused INSERT (after a 200) rolled back is not a write the
+    next request could have missed: no SESSION_NOT_COMMITTED, and the row never lands."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+    from sqlalchemy.orm import Session
+
+    engine = sa.create_engine(sqlite_urls["prod"])
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE audit (x INTEGER)"))
+    depstrace.instrument(trace_file=trace_file, guard="writes")
+    app = FastAPI()
+
+    def audit() -> None:
+        with Session(engine) as session:
+            session.execute(sa.text("INSERT INTO audit VALUES (1)"))
+            session.commit()
+
+    @app.post("/orders")
+    def order(tasks: BackgroundTasks) -> str:
+        tasks.add_task(audit)
+        return "ok"
+
+    @app.get("/audit")
+    def count() -> int:
+        with Session(engine) as session:
+            return session.execute(sa.text("SELECT count(*) FROM audit")).scalar_one()
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/orders").status_code == 200
+        assert client.get("/audit").json() == 0
+    session = depstrace.uninstrument()
+    assert session is not None
+    codes = [[f["code"] for f in r["findings"]] for r in session.requests]
+    assert codes == [["WRONG_DB", "DI_BYPASS"], ["WRONG_DB", "DI_BYPASS"]]
