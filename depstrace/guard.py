@@ -28,7 +28,7 @@ from depstrace._failopen import report_internal_error
 from depstrace._observers import Observer
 from depstrace._records import SCHEMA, WRITES
 from depstrace._testdb import TestDatabaseRule
-from depstrace._words import TEST_WORDS
+from depstrace._words import TEST_WORDS, XDIST_WORKER_WORDS
 
 if TYPE_CHECKING:
     from depstrace._context import TestPhase
@@ -380,7 +380,7 @@ def _message(guard: _Guard, info: EngineInfo, record: dict[str, Any]) -> str:
         f'@pytest.mark.depstrace_allow_db("{pattern}") on the test, or '
         f'`with depstrace.allow_db("{pattern}"):` around the code'
     )
-    if words.started != "pytest started":
+    if words not in (TEST_WORDS, XDIST_WORKER_WORDS):  # no pytest: no marker
         allow = f'`with depstrace.allow_db("{pattern}"):` around the code'
     lines.append(
         f"  If this database must be touched on purpose: {allow}; if it is a test "

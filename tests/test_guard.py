@@ -387,6 +387,8 @@ def test_under_xdist_each_worker_refuses_and_the_controller_lists_them(
     assert sum(int(match[2]) for match in counts if match) == 4
     refused = [line for line in result.stdout.lines if line.startswith("  INSERT orders on ")]
     assert len(refused) == 4
+    # A worker's message offers the marker too.
+    result.stdout.fnmatch_lines(['*@pytest.mark.depstrace_allow_db("prod.db") on the test*'])
 
 
 def test_a_refused_write_is_no_uncommitted_write(
