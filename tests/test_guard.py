@@ -428,3 +428,24 @@ def test_a_refused_write_is_no_uncommitted_write(
     assert session is not None
     codes = [[f["code"] for f in r["findings"]] for r in session.requests]
     assert codes == [["WRONG_DB", "DI_BYPASS"], ["WRONG_DB", "DI_BYPASS"]]
+
+
+def test_the_option_beats_the_variable_and_the_variable_beats_the_ini_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """``depstrace_guard = off`` in the ini, DEPSTRACE_GUARD=all: the read is refused;
+    add ``--depstrace-guard writes``: it passes."""
+    prod = _prod_db(prod_dir)
+    for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("G_PROD", f"sqlite:///{prod}")
+    monkeypatch.setenv("DEPSTRACE_GUARD", "all")
+    pytester.makepyfile(app=APP, test_shop=TESTS)
+    pytester.makeini("[pytest]\npythonpath = .\ndepstrace_guard = off\n")
+    by_variable = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "read_passes")
+    by_variable.assert_outcomes(failed=1)
+    by_variable.stdout.fnmatch_lines(["*GuardRefused: depstrace guard (DEPSTRACE_GUARD=all)*"])
+    by_option = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-k", "read_passes", "--depstrace-guard", "writes"
+    )
+    by_option.assert_outcomes(passed=1)
