@@ -14,6 +14,7 @@ from depstrace._jsonl import read_records
 from depstrace._redact import redact_url
 from depstrace._testdb import TestDatabaseRule
 from depstrace.assertions import NotInstrumentedError, assert_all_resolved_to_test_db
+from depstrace.guard import GuardRefused, allow_db
 from depstrace.middleware import DepstraceMiddleware
 
 try:
@@ -24,9 +25,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "ConfigurationError",
     "DepstraceMiddleware",
+    "GuardRefused",
     "NotInstrumentedError",
     "TestDatabaseRule",
     "__version__",
+    "allow_db",
     "assert_all_resolved_to_test_db",
     "instrument",
     "is_instrumented",

@@ -88,3 +88,25 @@ def export_timeout(environ: Mapping[str, str] = os.environ) -> float:
             f"to, say, {DEFAULT_EXPORT_TIMEOUT:g} (the default) or 0.5."
         )
     return value
+
+
+GUARD_MODES = ("off", "writes", "all")
+
+
+def guard_mode(environ: Mapping[str, str] = os.environ, *, source: str = "DEPSTRACE_GUARD") -> str:
+    """``DEPSTRACE_GUARD`` (docs/guard.md): ``off`` (the default), ``writes`` or ``all``.
+    ``source`` names where the value came from in the error (an option, an ini line)."""
+    raw = environ.get("DEPSTRACE_GUARD", "")
+    return parse_guard(raw, source=source)
+
+
+def parse_guard(raw: str, *, source: str = "DEPSTRACE_GUARD") -> str:
+    """Check one guard mode value; unset or empty is ``off``."""
+    value = raw.strip().lower() or "off"
+    if value in GUARD_MODES:
+        return value
+    raise ConfigurationError(
+        f"{source}={raw!r} is not a valid value. Set {source} to off (the default: "
+        "refuse nothing), writes (refuse writes on databases that are not test "
+        "databases) or all (refuse every statement on them)."
+    )

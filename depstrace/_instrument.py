@@ -25,7 +25,10 @@ _WORDS = {
 
 
 def instrument(
-    *, trace_file: str | os.PathLike[str] | None = _UNSET, test_db: Any = None
+    *,
+    trace_file: str | os.PathLike[str] | None = _UNSET,
+    test_db: Any = None,
+    guard: str | None = None,
 ) -> TraceSession:
     """Start tracing every FastAPI request and SQLAlchemy statement in this process.
 
@@ -33,9 +36,11 @@ def instrument(
     else ``.depstrace/trace.jsonl`` in the working directory; ``None`` writes no
     file).  ``test_db`` is the test-database rule (see
     :func:`depstrace.assert_all_resolved_to_test_db`; default ``DEPSTRACE_TEST_DB``).
-    Calling it again while instrumented returns the running session unchanged.
+    ``guard`` is ``off``, ``writes`` or ``all`` (docs/guard.md; default
+    ``DEPSTRACE_GUARD``).  Calling it again while instrumented returns the running
+    session unchanged.
     """
-    return start(trace_file=trace_file, test_db=test_db, runner="script")
+    return start(trace_file=trace_file, test_db=test_db, runner="script", guard=guard)
 
 
 def start(
@@ -43,6 +48,7 @@ def start(
     trace_file: str | os.PathLike[str] | None = _UNSET,
     test_db: Any = None,
     runner: Runner,
+    guard: str | None = None,
 ) -> TraceSession:
     """:func:`instrument` for what runs the app.
 
@@ -51,6 +57,7 @@ def start(
     off unless ``DEPSTRACE_LOG_LEVEL`` asks;
     ``"server"`` (``depstrace run``): findings speak of requests and the
     server process, not tests and fixtures; ``"script"``: anything else.
+    ``guard`` is the guard mode (docs/guard.md; default ``DEPSTRACE_GUARD``).
     """
     global _patches
     running = active_session()
@@ -63,6 +70,7 @@ def start(
         else TestDatabaseRule.coerce(test_db)
     )
     path = _config.trace_file() if trace_file is _UNSET else trace_file
+    guard_mode = _config.guard_mode() if guard is None else _config.parse_guard(guard)
     from depstrace.logs import LogObserver
 
     # Checks DEPSTRACE_LOG_* before a line is written.
@@ -76,9 +84,12 @@ def start(
     )
     patches = PatchRegistry()
     _failopen.internal_errors.clear()  # this session's faults, from installing on
+    from depstrace import guard as guard_module
+
     try:
         from depstrace import fastapi, sqlalchemy, stores
 
+        guard_module.start(guard_mode, session)  # before the probes: they ask its mode
         sqlalchemy.registry.on_new = session.on_new_engine
         sqlalchemy.install(
             patches, session.note_outside, session.note_loop_mismatch, session.note_outside_commit
@@ -90,6 +101,7 @@ def start(
         patches.restore()
         from depstrace import _override_writes, stores
 
+        guard_module.stop()
         _override_writes.uninstall()
         stores.uninstall()
         session.close()
@@ -97,6 +109,10 @@ def start(
     _patches = patches
     session.observers.insert(0, span_observer)  # first: later observers read its ids
     session.observers.append(log_observer)  # last: it reads the ids the span observer set
+    if guard_mode != "off":
+        from depstrace.guard import GuardObserver
+
+        session.observers.append(GuardObserver())
     set_active_session(session)
     return session
 
@@ -133,7 +149,7 @@ def uninstrument() -> TraceSession | None:
     if _patches is not None:
         _patches.restore()
         _patches = None
-    from depstrace import _override_writes, sqlalchemy, stores
+    from depstrace import _override_writes, guard, sqlalchemy, stores
 
     _override_writes.uninstall()
     stores.uninstall()
@@ -142,6 +158,7 @@ def uninstrument() -> TraceSession | None:
     _callables.clear_cache()
     _envorigin.forget()  # the next instrument() starts afresh
     session.close(internal_errors=sum(_failopen.internal_errors.values()))
+    guard.stop()  # after close: the account lines are read while closing
     return session
 
 

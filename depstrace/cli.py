@@ -115,10 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
         "without code changes",
-        usage="depstrace run [--] COMMAND [ARGS ...]",
+        usage="depstrace run [--guard MODE] [--] COMMAND [ARGS ...]",
         description="Run COMMAND with DEPSTRACE=1 and depstrace loaded at interpreter start "
         "(like opentelemetry-instrument): every FastAPI request and SQL statement of every "
         "Python process it starts is traced, and the account is printed on stderr at exit.",
+    )
+    run.add_argument(
+        "--guard",
+        choices=("off", "writes", "all"),
+        default=None,
+        help="refuse writes (writes) or every statement (all) on databases that are not "
+        "test databases (sets DEPSTRACE_GUARD; docs/guard.md)",
     )
     run.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]")
     from depstrace import doctor, explain
@@ -133,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from depstrace.launcher import run as run_command
 
-        return run_command(args.command_line)
+        return run_command(args.command_line, guard=args.guard)
     try:
         options = _Options.parse(args)
     except ValueError as exc:

@@ -73,12 +73,17 @@ def runs_pytest(command: Sequence[str]) -> bool:
 
 
 def prepare(
-    command: Sequence[str], environ: Mapping[str, str] = os.environ, *, pid: int | None = None
+    command: Sequence[str],
+    environ: Mapping[str, str] = os.environ,
+    *,
+    pid: int | None = None,
+    guard: str | None = None,
 ) -> Launch:
     """Check the configuration and build the environment ``command`` runs in.
 
-    Raises :class:`LaunchError` (status 2) for no command or a bad setting, 127
-    when the command is not found on ``PATH``.
+    ``guard`` (``--guard``) sets ``DEPSTRACE_GUARD`` for the command.  Raises
+    :class:`LaunchError` (status 2) for no command or a bad setting, 127 when the
+    command is not found on ``PATH``.
     """
     command = list(command)
     if command[:1] == ["--"]:
@@ -87,12 +92,15 @@ def prepare(
         raise LaunchError(f"{USAGE}\ndepstrace run: error: no command given after '--'", 2)
     env = dict(environ)
     env["DEPSTRACE"] = "1"
+    if guard is not None:
+        env["DEPSTRACE_GUARD"] = guard
     try:
         from depstrace._export import ExportSettings
         from depstrace._testdb import TestDatabaseRule
         from depstrace.logs import LogSettings
 
         TestDatabaseRule.from_env(env)
+        _config.guard_mode(env)
         LogSettings.from_env(env)
         ExportSettings.from_env(env)
         trace_file = _config.trace_file(env)
@@ -115,10 +123,11 @@ def _prepend(directory: str, python_path: str) -> str:
     return os.pathsep.join([directory, *entries])
 
 
-def run(command: Sequence[str]) -> int:
-    """Replace this process with ``command``, traced; return a status only on failure."""
+def run(command: Sequence[str], *, guard: str | None = None) -> int:
+    """Replace this process with ``command``, traced (and guarded when ``guard`` says
+    so); return a status only on failure."""
     try:
-        launch = prepare(command)
+        launch = prepare(command, guard=guard)
     except LaunchError as exc:
         print(exc, file=sys.stderr)
         return exc.status

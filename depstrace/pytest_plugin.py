@@ -13,6 +13,7 @@ the one account of the run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from collections.abc import Generator
@@ -90,6 +91,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="trace every FastAPI request and SQL statement (same as DEPSTRACE=1)",
     )
     group.addoption(
+        "--depstrace-guard",
+        default=None,
+        choices=_config.GUARD_MODES,
+        help="refuse writes (writes) or every statement (all) on databases that are not "
+        "test databases; turns tracing on (default: $DEPSTRACE_GUARD, else the "
+        "depstrace_guard ini option, else off)",
+    )
+    parser.addini(
+        "depstrace_guard",
+        "depstrace guard mode: off, writes or all (docs/guard.md)",
+        default="",
+    )
+    group.addoption(
         "--depstrace-file",
         default=None,
         metavar="PATH",
@@ -153,9 +167,14 @@ def pytest_load_initial_conftests(
     try:
         enabled = _config.parse_enabled()
         namespace = early_config.known_args_namespace
-        enabled = enabled or any(
-            getattr(namespace, name, None)
-            for name in ("depstrace", "depstrace_fail_on", "depstrace_html")
+        guard = _guard_mode(early_config)
+        enabled = (
+            enabled
+            or guard != "off"
+            or any(
+                getattr(namespace, name, None)
+                for name in ("depstrace", "depstrace_fail_on", "depstrace_html")
+            )
         )
         if not enabled:
             _envorigin.forget()  # disabled: keep nothing
@@ -177,7 +196,10 @@ def pytest_load_initial_conftests(
         _failopen.hold_warnings(True)  # said in the account, never in a test's logs
         previous = set_test_phase(None, "startup")
         session = start(
-            trace_file=trace_file, test_db=rule, runner="xdist_worker" if worker else "pytest"
+            trace_file=trace_file,
+            test_db=rule,
+            runner="xdist_worker" if worker else "pytest",
+            guard=guard,
         )
         session.worker = worker
     except (_config.ConfigurationError, ValueError, TypeError) as exc:
@@ -201,6 +223,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Keep the session: a failed gate sets its exit status at the end of the run."""
     if _state_key in session.config.stash:
         session.config.stash[_session_key] = session
+
+
+def _guard_mode(config: pytest.Config) -> str:
+    """``--depstrace-guard``, else ``DEPSTRACE_GUARD``, else the ``depstrace_guard`` ini
+    option, else off (docs/guard.md)."""
+    option = getattr(config.known_args_namespace, "depstrace_guard", None)
+    if option:
+        return str(option)
+    if os.environ.get("DEPSTRACE_GUARD", "").strip():
+        return _config.guard_mode()
+    ini = str(config.getini("depstrace_guard") or "")
+    return _config.parse_guard(ini, source="depstrace_guard (ini option)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``depstrace_allow_db`` marker (also when tracing is off, for
+    ``--strict-markers``)."""
+    config.addinivalue_line(
+        "markers",
+        "depstrace_allow_db(pattern, ...): let this test touch databases matching the "
+        "patterns although depstrace's guard is on (docs/guard.md)",
+    )
 
 
 def _basetemp(config: pytest.Config) -> list[Path] | None:
@@ -236,7 +280,8 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
         return
     state.session.test_started(item.nodeid, item.location)
     try:
-        yield
+        with _allowances(item):
+            yield
     finally:
         from depstrace._failopen import report_internal_error
 
@@ -245,6 +290,21 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
         except Exception:
             report_internal_error("override snapshot")
         state.session.test_finished(item.nodeid, item.stash.get(_outcome_key, "passed"))
+
+
+def _allowances(item: pytest.Item) -> contextlib.ExitStack[bool | None]:
+    """``allow_db`` for each ``depstrace_allow_db`` marker of ``item`` (guard on only)."""
+    from depstrace import guard
+
+    stack = contextlib.ExitStack()
+    if guard.mode() == "off":
+        return stack
+    for marker in item.iter_markers("depstrace_allow_db"):
+        for pattern in marker.args:
+            shown = repr(pattern) if isinstance(pattern, str) else type(pattern).__name__
+            source = f"marker depstrace_allow_db({shown})"
+            stack.enter_context(guard.allow_db(pattern, source=source))
+    return stack
 
 
 def _snapshot(state: _PluginState, scope: str = "function", test: str | None = None) -> None:

@@ -20,6 +20,7 @@ from asyncio import get_running_loop
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+from depstrace import guard
 from depstrace._context import current_request, test_phase
 from depstrace._envorigin import origin as env_origin
 from depstrace._failopen import report_internal_error
@@ -239,6 +240,37 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
         report_internal_error("statement listener")
 
 
+def _guarded_before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """:func:`_before_cursor_execute` when the guard is on: counted, then judged; a
+    refusal raises here, so the statement never reaches the driver."""
+    try:
+        operation = _operation(statement)
+        info = registry.lookup(conn.engine)
+        if operation not in TRANSACTION_CONTROL:
+            attribute(info, operation, _outside_sink)
+    except Exception:  # the tracer never breaks the application it observes
+        report_internal_error("statement listener")
+        return
+    guard.check(info, operation, statement, conn.info)
+
+
+def _guarded_commit(conn: Any) -> None:
+    try:
+        guard.check_commit(registry.find(conn.engine), conn.info)
+    except guard.GuardRefused:
+        # SQLAlchemy forgets a transaction whose commit raised, but the driver's is
+        # still open: roll it back, or the next COMMIT on this connection would land it.
+        conn.engine.dialect.do_rollback(conn.connection)
+        guard.forget_transaction(conn.info)
+        raise
+
+
+def _guarded_rollback(conn: Any, *args: Any) -> None:
+    guard.forget_transaction(conn.info)
+
+
 def attribute(info: EngineInfo, operation: str, outside: OutsideSink | None) -> None:
     """Count one statement on the running request, else hand it to ``outside``.
 
@@ -407,13 +439,17 @@ def install(
     create_engine.__wrapped__ = original  # type: ignore[attr-defined]
     create_engine.__doc__ = original.__doc__
     patches.rebind_everywhere(original, create_engine)
+    guarded = guard.mode() != "off"  # chosen once: with the guard off it costs nothing
     patches.listen(
         Engine,
         "before_cursor_execute",
-        _before_cursor_execute,
+        _guarded_before_cursor_execute if guarded else _before_cursor_execute,
         add=event.listen,
         remove=event.remove,
     )
+    if guarded:
+        patches.listen(Engine, "commit", _guarded_commit, add=event.listen, remove=event.remove)
+        patches.listen(Engine, "rollback", _guarded_rollback, add=event.listen, remove=event.remove)
     for name, kind in (
         ("commit", "commit"),
         ("release_savepoint", "commit"),

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from depstrace import guard
 from depstrace import sqlalchemy as _sqlalchemy
 from depstrace._failopen import report_internal_error
 from depstrace.sqlalchemy import attribute
@@ -62,9 +63,13 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> None:
     _outside_sink = outside_sink
     if _choose_extractor not in _sqlalchemy.store_choosers:
         _sqlalchemy.store_choosers.append(_choose_extractor)
-    later = functools.partial(mongo.attach, existing_clients=False)  # no client exists yet
+    later: Callable[[], None] = functools.partial(mongo.attach, existing_clients=False)
+    mongo_now: Callable[[], None] = mongo.attach  # later: no client exists yet
+    if guard.mode() != "off":  # and only then: pymongo's hot path stays untouched
+        mongo_now = _both(mongo.attach, functools.partial(mongo.guard_commands, patches))
+        later = _both(later, functools.partial(mongo.guard_commands, patches))
     hooks: list[tuple[str, Callable[[], None], Callable[[], None] | None]] = [
-        ("pymongo", mongo.attach, later),
+        ("pymongo", mongo_now, later),
         ("asyncpg", functools.partial(pgdrivers.patch_asyncpg, patches), None),
         ("psycopg", functools.partial(pgdrivers.patch_psycopg, patches), None),
     ]
@@ -94,6 +99,14 @@ def uninstall() -> None:
     _outside_sink = None
     while _choose_extractor in _sqlalchemy.store_choosers:
         _sqlalchemy.store_choosers.remove(_choose_extractor)
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        first()
+        second()
+
+    return run
 
 
 def _run(name: str, hook: Callable[[], None]) -> None:

@@ -20,18 +20,23 @@ Each ``(host, port, database)`` becomes one store with a URL of the form
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from depstrace import guard
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import redact_url
 from depstrace.sqlalchemy import registry
 from depstrace.stores import note
+
+if TYPE_CHECKING:
+    from depstrace._patching import PatchRegistry
 
 # Handshakes, liveness checks, authentication and session/cursor bookkeeping that
 # pymongo sends by itself, and transaction control (sent to the admin database):
@@ -108,6 +113,61 @@ def _make_listener(monitoring: Any) -> Any:
             pass
 
     return DepstraceCommandListener()
+
+
+def guard_commands(patches: PatchRegistry) -> None:
+    """Guard mode: judge each command where pymongo announces it to its listeners.
+
+    pymongo calls every ``CommandListener.started`` inside a ``try`` that swallows
+    what the listener raises, so a refusal cannot come from the listener: it is
+    raised right after ``_EventListeners.publish_command_start`` returns, which
+    pymongo calls before it sends the command (and outside the ``try`` around
+    the send).  Only patched while the guard is on."""
+    from pymongo import monitoring
+
+    kind = getattr(monitoring, "_EventListeners", None)
+    original = getattr(kind, "publish_command_start", None)
+    if kind is None or original is None:
+        return
+
+    @functools.wraps(original)
+    def publish_command_start(
+        self: Any, command: Any, database_name: str, *args: Any, **kw: Any
+    ) -> None:
+        original(self, command, database_name, *args, **kw)
+        judged = _judge(
+            command, database_name, args[1] if len(args) > 1 else kw.get("connection_id")
+        )
+        if judged is not None:
+            guard.check(judged[0], judged[1], "", judged[0], table=judged[2])
+
+    patches.patch(kind, "publish_command_start", publish_command_start)
+
+
+def _judge(command: Any, database: str, address: Any) -> tuple[EngineInfo, str, str | None] | None:
+    """(store, operation, collection) of a command the guard judges, else None."""
+    try:
+        if not _active:
+            return None
+        name = next(iter(command))
+        if name in SKIPPED_COMMANDS:
+            return None
+        operation = name.upper()
+        if name == "aggregate" and any(
+            isinstance(stage, dict) and ("$out" in stage or "$merge" in stage)
+            for stage in command.get("pipeline", ())
+        ):
+            operation = "AGGREGATE $OUT"
+        host, port = _address(address)
+        collection = command.get(name)
+        return (
+            store_info(host, port, database),
+            operation,
+            collection if isinstance(collection, str) else None,
+        )
+    except Exception:
+        report_internal_error("guard (pymongo command)")
+        return None
 
 
 def _attach_to_existing_clients(monitoring: Any, listener: Any) -> int:

@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from depstrace import guard
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import redact_url
@@ -64,6 +65,30 @@ def statement(connection: Any, query: Any, operation: str | None = None) -> None
             note(info, operation)
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("driver statement hook")
+
+
+def guarded_statement(connection: Any, query: Any, operation: str | None = None) -> None:
+    """:func:`statement` when the guard is on: counted, then judged; a refusal raises
+    before the driver method runs.  (A second classification, in guard mode only, keeps
+    :func:`statement` exactly as it is without the guard.)"""
+    statement(connection, query, operation)
+    try:
+        if connection is None or _housekeeping.get():
+            return
+        info = _infos.get(connection)  # the first sight was in statement()
+        if info is None:
+            return
+        if operation is None:
+            operation = operation_of(query, connection)
+    except Exception:
+        report_internal_error("driver statement hook (guard)")
+        return
+    guard.check(info, operation, "" if query is None else query, connection)
+
+
+# What the patched methods call: chosen when they are patched, so the guard costs
+# nothing when it is off.
+_hook: Callable[..., object] = statement
 
 
 def operation_of(query: Any, connection: Any = None) -> str:
@@ -185,14 +210,14 @@ def _query_method(original: Callable[..., Any], connection_of: Callable[[Any], A
 
         @functools.wraps(original)
         async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            statement(connection_of(self), _query_argument(args, kwargs))
+            _hook(connection_of(self), _query_argument(args, kwargs))
             return await original(self, *args, **kwargs)
 
         return async_wrapper
 
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(connection_of(self), _query_argument(args, kwargs))
+        _hook(connection_of(self), _query_argument(args, kwargs))
         return original(self, *args, **kwargs)
 
     return wrapper
@@ -209,7 +234,7 @@ def _prepared_method(original: Callable[..., Any]) -> Any:
 
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(getattr(self, "_connection", None), _prepared_query(self))
+        _hook(getattr(self, "_connection", None), _prepared_query(self))
         return await original(self, *args, **kwargs)
 
     return wrapper
@@ -218,7 +243,7 @@ def _prepared_method(original: Callable[..., Any]) -> Any:
 def _prepared_cursor(original: Callable[..., Any]) -> Any:
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(getattr(self, "_connection", None), _prepared_query(self))
+        _hook(getattr(self, "_connection", None), _prepared_query(self))
         return original(self, *args, **kwargs)
 
     return wrapper
@@ -234,7 +259,7 @@ def _copy_method(original: Callable[..., Any]) -> Any:
 
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        statement(self, None, "COPY")
+        _hook(self, None, "COPY")
         return await original(self, *args, **kwargs)
 
     return wrapper
@@ -281,8 +306,14 @@ def _cursor_method(original: Callable[..., Any]) -> Any:
     return _query_method(original, connection_of=_cursor_connection)
 
 
+def _choose_hook() -> None:
+    global _hook
+    _hook = statement if guard.mode() == "off" else guarded_statement
+
+
 def patch_asyncpg(patches: PatchRegistry) -> None:
     """Patch asyncpg's connection and prepared-statement methods."""
+    _choose_hook()
     from asyncpg import connection, prepared_stmt
 
     queries = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fetchmany", "cursor")
@@ -298,6 +329,7 @@ def patch_asyncpg(patches: PatchRegistry) -> None:
 
 def patch_psycopg(patches: PatchRegistry) -> None:
     """Patch psycopg's cursors (``Connection.execute`` runs through them)."""
+    _choose_hook()
     import psycopg
 
     methods = ("execute", "executemany", "stream", "copy")
@@ -332,7 +364,8 @@ def _sqlalchemy_connection(dbapi_connection: Any, connection_record: Any, *_: An
 
 def forget() -> None:
     """Forget every connection's store (a new session numbers stores anew)."""
-    global _watching_sqlalchemy
+    global _watching_sqlalchemy, _hook
+    _hook = statement
     _infos.clear()
     _driver_kinds.clear()
     _watching_sqlalchemy = False
