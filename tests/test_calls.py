@@ -609,3 +609,115 @@ def test_invisible(local_http: str, tmp_path: Path) -> None:
     finally:
         depstrace.uninstrument()
     assert traced == untraced
+
+
+# -- spans ---------------------------------------------------------------------------------
+
+
+def test_a_client_span_per_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_http: str
+) -> None:
+    """Each target a request called is a CLIENT span under the request span, with the
+    semantic-convention attributes; an external one has status ERROR.  depstrace's own
+    OTLP export (requests, to 127.0.0.1) is not a call of the app's."""
+    from otlp_receiver import HttpReceiver
+
+    for name in list(os.environ):
+        if name.startswith(("DEPSTRACE", "OTEL_")):
+            monkeypatch.delenv(name)
+    app = FastAPI()
+
+    @app.get("/mixed")
+    def mixed() -> int:
+        httpx.get(f"{local_http}/a")
+        fakeredis.FakeRedis(db=2).set("k", "v")
+        with mock_aws():
+            boto3.client(
+                "s3", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+            ).create_bucket(Bucket="span-bucket")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(EXTERNAL, timeout=2)
+        return 0
+
+    with HttpReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        session = depstrace.instrument(trace_file=tmp_path / "t.jsonl")
+        with TestClient(app) as client:
+            client.get("/mixed")
+        pipeline: Any = getattr(session.observers[0], "_pipeline", None)
+        pipeline.provider.force_flush()  # an export while instrumented, through requests
+        depstrace.uninstrument()
+        spans = receiver.spans
+    port = int(local_http.rpartition(":")[2])
+    (request_span,) = [s for s in spans if s.name == "GET /mixed"]
+    clients = [s for s in spans if s.kind == "CLIENT"]
+    assert all(s.parent_id == request_span.span_id for s in clients)
+    shown = {s.name: (s.attributes, s.status[0]) for s in clients}
+    common = {"depstrace.call.count": 1}
+    assert shown == {
+        "GET 127.0.0.1": (
+            common
+            | {
+                "depstrace.call.library": "httpx",
+                "depstrace.call.target": f"http://127.0.0.1:{port}",
+                "depstrace.call.allowed": True,
+                "depstrace.call.operations": ["GET=1"],
+                "server.address": "127.0.0.1",
+                "server.port": port,
+                "http.request.method": "GET",
+                "url.scheme": "http",
+            },
+            "UNSET",
+        ),
+        "SET redis": (
+            common
+            | {
+                "depstrace.call.library": "redis",
+                "depstrace.call.target": "redis database 2 (fake: fakeredis)",
+                "depstrace.call.allowed": True,
+                "depstrace.call.operations": ["SET=1"],
+                "depstrace.call.fake": "fakeredis",
+                "db.system.name": "redis",
+                "db.system": "redis",
+                "db.namespace": "2",
+                "db.operation.name": "SET",
+            },
+            "UNSET",
+        ),
+        "s3.CreateBucket": (
+            common
+            | {
+                "depstrace.call.library": "botocore",
+                "depstrace.call.target": (
+                    "AWS s3 at s3.amazonaws.com:443 (bucket span-bucket) (fake: moto)"
+                ),
+                "depstrace.call.allowed": True,
+                "depstrace.call.operations": ["CreateBucket=1"],
+                "depstrace.call.fake": "moto",
+                "server.address": "s3.amazonaws.com",
+                "server.port": 443,
+                "rpc.system": "aws-api",
+                "rpc.service": "s3",
+                "rpc.method": "CreateBucket",
+                "aws.s3.bucket": "span-bucket",
+            },
+            "UNSET",
+        ),
+        "GET api.weather.invalid": (
+            common
+            | {
+                "depstrace.call.library": "httpx",
+                "depstrace.call.target": "http://api.weather.invalid:8081",
+                "depstrace.call.allowed": False,
+                "depstrace.call.operations": ["GET=1"],
+                "server.address": "api.weather.invalid",
+                "server.port": 8081,
+                "http.request.method": "GET",
+                "url.scheme": "http",
+            },
+            "ERROR",
+        ),
+    }
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [r for r in records if r["type"] == "outside_calls"] == []  # the export is no call
+    assert [f["code"] for f in session.requests[0]["findings"]] == ["EXTERNAL_CALL"]
