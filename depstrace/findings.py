@@ -90,7 +90,7 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
             findings.append(_from_env(where, db, words))
     findings.extend(_duplicate_sessions(where, request["dependencies"]))
     for call in request.get("calls") or ():  # traces written before calls were recorded
-        if not call["allowed"]:
+        if call.get("allowed") is False:
             findings.append(_external(f"{where} called {_call(call)}", call))
     return findings
 
@@ -103,12 +103,12 @@ _EXTERNAL_HINT = (
 
 
 def _call(call: dict[str, Any]) -> str:
-    operations = ", ".join(f"{op} {n}" for op, n in call["operations"].items())
-    return f"{call['target']} ({operations}) through {call['library']}"
+    operations = ", ".join(f"{op} {n}" for op, n in (call.get("operations") or {}).items())
+    return f"{call.get('target')} ({operations}) through {call.get('library')}"
 
 
 def _external(head: str, call: dict[str, Any]) -> Finding:
-    host = call["host"] or ""
+    host = call.get("host") or ""
     return Finding(
         code=EXTERNAL_CALL,
         severity="error",
