@@ -185,9 +185,13 @@ def verdict(
 
 
 def _store_calls(request: Record) -> bool:
-    """Whether ``request`` reached a store by a call (Redis, S3, a fake such as
-    mongomock or fakeredis): an allowed one counts like a test database."""
-    return any(c["system"] in STORE_SYSTEMS and c["allowed"] for c in request.get("calls") or ())
+    """Whether ``request`` reached an in-process fake store (fakeredis, mongomock, moto):
+    those count as test databases.  A real Redis or S3 is not judged by the
+    test-database rule (it has no database name to judge), so it does not."""
+    return any(
+        c["system"] in STORE_SYSTEMS and c.get("fake") is not None
+        for c in request.get("calls") or ()
+    )
 
 
 def headline(judged: Verdict, trace_file: str | None = None) -> str:

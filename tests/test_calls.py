@@ -721,3 +721,68 @@ def test_a_client_span_per_target(
     records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert [r for r in records if r["type"] == "outside_calls"] == []  # the export is no call
     assert [f["code"] for f in session.requests[0]["findings"]] == ["EXTERNAL_CALL"]
+
+
+# -- fail open, trace files read back ------------------------------------------------------
+
+
+def test_a_failing_probe_costs_a_warning_never_the_call(
+    session: TraceSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An internal error while recording is counted and said once (for the account);
+    the call itself goes through."""
+    from depstrace import _failopen
+
+    def broken(target: Target, operation: str) -> None:
+        raise RuntimeError("probe bug")
+
+    monkeypatch.setattr("depstrace.calls._http.note", broken)
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(201)))
+    assert client.get("https://api.example.com/").status_code == 201
+    assert client.get("https://api.example.com/").status_code == 201
+    assert _failopen.internal_errors["httpx probe"] == 2
+    said = [w for w in _failopen.warnings if "httpx probe" in w]
+    assert said == [
+        "depstrace internal error in httpx probe (tracing continues, this request's record "
+        "may be incomplete): RuntimeError: probe bug"
+    ]
+
+
+def test_depstrace_report_judges_calls_from_the_file(
+    session: TraceSession, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``depstrace report`` over the trace file finds the same EXTERNAL_CALL and exits 1."""
+    from depstrace.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    with TestClient(_weather_app()) as client:
+        client.get("/weather")
+    depstrace.uninstrument()
+    assert session.writer is not None
+    assert main(["report", str(session.writer.path)]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(
+        "depstrace: 1 request, none reached a database depstrace can observe, but 1 error "
+        "finding (EXTERNAL_CALL) below."
+    )
+    assert "GET /weather called http://api.weather.invalid:8081 (GET 1) through httpx" in out
+
+
+@pytest.mark.usefixtures("real_redis")
+def test_a_real_redis_is_no_test_database(session: TraceSession) -> None:
+    """A real Redis, even on loopback, is allowed but not judged a test database: a run
+    that reached only it is not called clean."""
+    app = FastAPI()
+
+    @app.get("/hit")
+    def hit() -> int:
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        return int(client.exists("depstrace:calls:none"))
+
+    with TestClient(app) as client:
+        client.get("/hit")
+    from depstrace.report import summary_lines
+
+    assert summary_lines(session.requests, trace_file=None)[0] == (
+        "depstrace: 1 request, none reached a database depstrace can observe."
+    )
