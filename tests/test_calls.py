@@ -786,3 +786,35 @@ def test_a_real_redis_is_no_test_database(session: TraceSession) -> None:
     assert summary_lines(session.requests, trace_file=None)[0] == (
         "depstrace: 1 request, none reached a database depstrace can observe."
     )
+
+
+def test_requests_fakes_follow_what_is_patched_at_call_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instrumented while responses is active: its calls are fakes; once it stops, the
+    same kind of call is real (and external)."""
+    monkeypatch.delenv("DEPSTRACE_ALLOW_HOSTS", raising=False)
+    previous = set_test_phase("t.py::t", "call")
+    try:
+        with responses.RequestsMock() as mocked:
+            mocked.add(responses.GET, "https://api.example.com/n", json=1)
+            session = depstrace.instrument(trace_file=tmp_path / "t.jsonl")
+            assert requests.get("https://api.example.com/n", timeout=5).json() == 1
+        with pytest.raises(requests.ConnectionError):
+            requests.get("http://api.weather.invalid:8081/", timeout=2)
+        refused = requests.ConnectionError("mocked")
+        with (
+            mock.patch.object(requests.adapters.HTTPAdapter, "send", side_effect=refused),
+            pytest.raises(requests.ConnectionError, match="mocked"),
+        ):
+            requests.get("https://api.example.com/patched", timeout=5)
+        records = _records(session)
+    finally:
+        restore_test_phase(previous)
+        depstrace.uninstrument()
+    (outside,) = [r for r in records if r["type"] == "outside_calls"]
+    assert [(c["host"], c["fake"], c["allowed"]) for c in outside["calls"]] == [
+        ("api.example.com", "responses", True),
+        ("api.weather.invalid", None, False),
+        ("api.example.com", "unittest", True),
+    ]

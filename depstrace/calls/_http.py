@@ -25,7 +25,7 @@ from depstrace.calls import DEFAULT_PORTS, CallUse, Target, done, note
 if TYPE_CHECKING:
     from depstrace._patching import PatchRegistry
 
-_Originals = tuple[Any, Any, Any]  # Session, Session.get_adapter, HTTPAdapter.send
+_Classes = tuple[Any, Any]  # requests.Session, requests.adapters.HTTPAdapter
 # Adapter modules of libraries that answer requests in process.
 _TEST_ADAPTER_ROOTS = frozenset({"requests_mock", "responses", "betamax", "vcr"})
 
@@ -107,11 +107,11 @@ def patch_requests(patches: PatchRegistry) -> None:
     from requests import adapters, sessions
 
     original_send = sessions.Session.send
-    originals = (sessions.Session, sessions.Session.get_adapter, adapters.HTTPAdapter.send)
+    classes = (sessions.Session, adapters.HTTPAdapter)
 
     @functools.wraps(original_send)
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
-        use = _requests_note(self, request, originals)
+        use = _requests_note(self, request, classes)
         try:
             return original_send(self, request, **kwargs)
         finally:
@@ -120,7 +120,7 @@ def patch_requests(patches: PatchRegistry) -> None:
     patches.patch(sessions.Session, "send", send)
 
 
-def _requests_note(session: Any, request: Any, originals: _Originals) -> CallUse | None:
+def _requests_note(session: Any, request: Any, classes: _Classes) -> CallUse | None:
     try:
         url = str(request.url)
         parts = urlsplit(url)
@@ -135,7 +135,7 @@ def _requests_note(session: Any, request: Any, originals: _Originals) -> CallUse
             parts.hostname,
             port,
             scheme=scheme,
-            fake=_requests_fake(session, url, originals),
+            fake=_requests_fake(session, url, classes),
         )
         return note(target, str(request.method))
     except Exception:
@@ -143,14 +143,16 @@ def _requests_note(session: Any, request: Any, originals: _Originals) -> CallUse
         return None
 
 
-def _requests_fake(session: Any, url: str, originals: _Originals) -> str | None:
-    """The test library that will answer ``url`` on ``session``, or None for the network."""
-    from requests.adapters import HTTPAdapter
+def _requests_fake(session: Any, url: str, classes: _Classes) -> str | None:
+    """The test library that will answer ``url`` on ``session``, or None for the network.
 
-    session_class, get_adapter, adapter_send = originals
-    replaced = session_class.get_adapter
-    if replaced is not get_adapter:  # requests_mock.Mocker patches Session.get_adapter
-        return _module_root(replaced) or "a patched Session.get_adapter"
+    A method counts as replaced when the function now on the class was not
+    defined in requests (wrappers that copy ``__module__``, such as
+    OpenTelemetry's instrumentation, still call requests' own)."""
+    session_class, http_adapter = classes
+    replaced = _replaced(session_class.get_adapter, "requests.sessions")
+    if replaced:  # requests_mock.Mocker patches Session.get_adapter
+        return replaced
     adapter = None
     lowered = url.lower()
     for prefix, candidate in session.adapters.items():  # what get_adapter does, read only
@@ -163,12 +165,15 @@ def _requests_fake(session: Any, url: str, originals: _Originals) -> str | None:
     root = kind.__module__.partition(".")[0]
     if root in _TEST_ADAPTER_ROOTS:
         return f"{kind.__module__}.{kind.__qualname__}"
-    if isinstance(adapter, HTTPAdapter) and HTTPAdapter.send is not adapter_send:
+    if isinstance(adapter, http_adapter):
         # responses (and mock.patch("requests.adapters.HTTPAdapter.send")) replace it
-        return _module_root(HTTPAdapter.send) or "a patched HTTPAdapter.send"
+        return _replaced(http_adapter.send, "requests.adapters")
     return None
 
 
-def _module_root(function: Any) -> str | None:
+def _replaced(function: Any, home: str) -> str | None:
+    """The top-level module of ``function`` when it is not requests' own (in ``home``)."""
     module = getattr(function, "__module__", None)
-    return module.partition(".")[0] if isinstance(module, str) else None
+    if module == home:
+        return None
+    return module.partition(".")[0] if isinstance(module, str) and module else "unknown"
