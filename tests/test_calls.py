@@ -818,3 +818,50 @@ def test_requests_fakes_follow_what_is_patched_at_call_time(
         ("api.weather.invalid", None, False),
         ("api.example.com", "unittest", True),
     ]
+
+
+def test_libraries_imported_later_are_patched_on_import() -> None:
+    """In a fresh process instrument() imports none of the client libraries; importing one
+    afterwards patches it (submodules such as redis.asyncio and botocore.client too), and
+    uninstrument() restores it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        import depstrace
+
+        names = ("httpx", "requests", "redis", "botocore", "mongomock")
+
+        def ours(function):
+            return "depstrace" in function.__code__.co_filename
+
+        depstrace.instrument(trace_file=None)
+        print(sorted(m for m in names if m in sys.modules))
+        import redis.asyncio, botocore.client, mongomock
+        methods = [redis.asyncio.Redis.execute_command, redis.Redis.execute_command,
+                   botocore.client.BaseClient._make_api_call,
+                   mongomock.collection.Collection.find]
+        print([ours(m) for m in methods])
+        depstrace.uninstrument()
+        methods = [redis.asyncio.Redis.execute_command, redis.Redis.execute_command,
+                   botocore.client.BaseClient._make_api_call,
+                   mongomock.collection.Collection.find]
+        print([ours(m) for m in methods])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[]",
+        "[True, True, True, True]",
+        "[False, False, False, False]",
+    ]
