@@ -28,6 +28,7 @@ import pytest
 import redis
 import redis.asyncio
 import requests
+import requests_mock
 import responses
 from botocore.client import BaseClient
 from fastapi import FastAPI
@@ -225,6 +226,35 @@ def test_responses_answers_requests_as_a_fake(session: TraceSession) -> None:
             assert client.get("/r").json() == 5
     (call,) = _only(session)["calls"]
     assert (call["host"], call["fake"], call["allowed"]) == ("api.example.com", "responses", True)
+
+
+def test_requests_mock_answers_as_a_fake(session: TraceSession) -> None:
+    """requests-mock, as a Mocker (it patches Session.get_adapter) or as an adapter mounted
+    on a session, is a fake."""
+    app = FastAPI()
+
+    @app.get("/mocker")
+    def mocker_route() -> int:
+        return int(requests.get("https://api.example.com/n", timeout=5).json())
+
+    @app.get("/mounted")
+    def mounted_route() -> int:
+        mounted = requests.Session()
+        adapter = requests_mock.Adapter()
+        adapter.register_uri("GET", "https://inventory.example/n", json=2)
+        mounted.mount("https://inventory.example", adapter)
+        return int(mounted.get("https://inventory.example/n").json())
+
+    with TestClient(app) as client:
+        with requests_mock.Mocker() as mocker:
+            mocker.get("https://api.example.com/n", json=5)
+            assert client.get("/mocker").json() == 5
+        assert client.get("/mounted").json() == 2
+    assert [(c["host"], c["fake"]) for r in session.requests for c in r["calls"]] == [
+        ("api.example.com", "requests_mock"),
+        ("inventory.example", "requests_mock.adapter.Adapter"),
+    ]
+    assert [f for r in session.requests for f in r["findings"]] == []
 
 
 # -- EXTERNAL_CALL -----------------------------------------------------------------------
@@ -536,6 +566,7 @@ def _originals() -> dict[str, Any]:
         "httpx.MockTransport.handle_request": httpx.MockTransport.handle_request,
         "httpx.ASGITransport.handle_async_request": httpx.ASGITransport.handle_async_request,
         "requests.Session.send": requests.Session.send,
+        "requests_mock.mocker._original_send": requests_mock.mocker._original_send,
         "redis.Redis.execute_command": redis.Redis.execute_command,
         "redis.client.Pipeline.execute": redis.client.Pipeline.execute,
         "redis.asyncio.Redis.execute_command": redis.asyncio.Redis.execute_command,

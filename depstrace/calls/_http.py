@@ -10,7 +10,9 @@ depstrace reads that choice from ``session.adapters`` (never calling
 ``get_adapter``, which test libraries patch) and records as a fake a call that
 a test library answers: ``requests_mock`` (its adapter, or its patched
 ``get_adapter``), ``responses`` and anything else that replaced
-``HTTPAdapter.send``.
+``HTTPAdapter.send``.  requests-mock's Mocker calls the ``Session.send`` it
+saved at import in a module global; that global is rebound to depstrace's
+wrapper too, so its calls are seen.
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ def patch_requests(patches: PatchRegistry) -> None:
             done(use)
 
     patches.patch(sessions.Session, "send", send)
+    # requests-mock keeps the original in a module global (requests_mock.mocker.
+    # _original_send) and its Mocker calls that: make it call ours instead.
+    patches.rebind_everywhere(original_send, send)
 
 
 def _requests_note(session: Any, request: Any, classes: _Classes) -> CallUse | None:
@@ -150,8 +155,11 @@ def _requests_fake(session: Any, url: str, classes: _Classes) -> str | None:
     defined in requests (wrappers that copy ``__module__``, such as
     OpenTelemetry's instrumentation, still call requests' own)."""
     session_class, http_adapter = classes
-    replaced = _replaced(session_class.get_adapter, "requests.sessions")
-    if replaced:  # requests_mock.Mocker patches Session.get_adapter
+    # requests_mock.Mocker sets get_adapter on the session (or on Session) per call.
+    own = getattr(session, "__dict__", {}).get("get_adapter")
+    replaced = _replaced(own, "requests.sessions") if own is not None else None
+    replaced = replaced or _replaced(session_class.get_adapter, "requests.sessions")
+    if replaced:
         return replaced
     adapter = None
     lowered = url.lower()
