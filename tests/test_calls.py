@@ -314,6 +314,44 @@ def test_an_external_host_is_an_external_call(session: TraceSession) -> None:
     }
 
 
+def _local_host_name() -> str:
+    """This machine's host name when it resolves to a loopback address here (``/etc/hosts``)
+    and is not itself loopback-named; else a skip."""
+    name = socket.gethostname().lower()
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(name, 80, socket.AF_INET)}
+    except OSError as exc:
+        pytest.skip(f"the host name {name!r} does not resolve here: {exc}")
+    if is_loopback(name) or not addresses or not all(is_loopback(a) for a in addresses):
+        pytest.skip(f"the host name {name!r} resolves to {sorted(addresses)}, not only loopback")
+    return name
+
+
+@pytest.mark.parametrize("allow", ["", "{name}"])
+def test_an_answered_call_to_a_named_host(
+    allow: str, local_http: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host is judged by its name, never resolved: this machine's name maps to
+    127.0.0.1, the local server answers, and still the call is external unless
+    DEPSTRACE_ALLOW_HOSTS names it."""
+    name = _local_host_name()
+    port = int(local_http.rpartition(":")[2])
+    monkeypatch.setenv("DEPSTRACE_ALLOW_HOSTS", allow.format(name=name))
+    session = depstrace.instrument(trace_file=tmp_path / "t.jsonl")
+    app = FastAPI()
+
+    @app.get("/named")
+    def named() -> bool:
+        return bool(httpx.get(f"http://{name}:{port}/x", timeout=5).json()["ok"])
+
+    with TestClient(app) as client:
+        assert client.get("/named").json() is True
+    depstrace.uninstrument()
+    request = _only(session)
+    assert [(c["host"], c["allowed"]) for c in request["calls"]] == [(name, bool(allow))]
+    assert [f["code"] for f in request["findings"]] == ([] if allow else ["EXTERNAL_CALL"])
+
+
 @pytest.mark.parametrize("allowed", ["api.weather.invalid", "*.invalid", "x, *.INVALID:8081"])
 def test_allow_hosts_allows_it(
     allowed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
