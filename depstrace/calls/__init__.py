@@ -183,8 +183,8 @@ def note(target: Target, operation: str) -> CallUse | None:
     record = current_request.get()
     if record is not None:
         use = record.outbound.get(target)
-        if use is None:
-            use = record.outbound[target] = CallUse(target, _allow.allows(target))
+        if use is None:  # setdefault: threads of one request (sync dependencies) may race
+            use = record.outbound.setdefault(target, CallUse(target, _allow.allows(target)))
     elif _outside is not None:
         use = _outside.use(target, _allow.allows(target))
     else:
