@@ -128,3 +128,19 @@ def test_allowed_hosts_make_a_clean_run(
         ["depstrace: 3 requests in 3 tests, all on test databases. Trace: *"], consecutive=True
     )
     assert "EXTERNAL_CALL" not in result.stdout.str()
+
+
+def test_xdist_workers_read_as_one_run(suite: pytest.Pytester) -> None:
+    """Under pytest-xdist the controller's account has both findings, the one a worker's
+    fixture made outside any request included."""
+    result = suite.runpytest_subprocess("--depstrace", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "depstrace: 3 requests in 3 tests, all on test databases, but 2 error findings "
+            "(EXTERNAL_CALL) below. Trace: *",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["  EXTERNAL_CALL  1 request in 1 test", "  EXTERNAL_CALL  1 time*"]
+    )
