@@ -22,6 +22,12 @@ DB_OPERATION_NAME = "db.operation.name"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
+URL_SCHEME = "url.scheme"
+DB_SYSTEM = "db.system"  # the older name of db.system.name, still what many backends index
+RPC_SYSTEM = "rpc.system"
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
+AWS_S3_BUCKET = "aws.s3.bucket"
 
 # -- test span ------------------------------------------------------------------------
 TEST_ID = "depstrace.test"  # pytest node id; also on every request span of the test
@@ -57,6 +63,14 @@ DB_VIA = "depstrace.db.via"
 DB_URL = "depstrace.db.url"  # redacted
 DB_STATEMENTS = "depstrace.db.statements"
 DB_OPERATIONS = "depstrace.db.operations"  # list of "SELECT=3"-style counts
+
+# -- outbound call (one CLIENT span per target a request called: depstrace.calls) ----------
+CALL_LIBRARY = "depstrace.call.library"  # httpx, requests, redis, botocore, mongomock
+CALL_TARGET = "depstrace.call.target"  # "https://api.example.com:443", "redis://h:6379/0"
+CALL_FAKE = "depstrace.call.fake"  # the fake or test transport that answered, when one did
+CALL_ALLOWED = "depstrace.call.allowed"  # bool: false makes EXTERNAL_CALL
+CALL_COUNT = "depstrace.call.count"
+CALL_OPERATIONS = "depstrace.call.operations"  # list of "GET=2"-style counts
 
 # -- finding events ----------------------------------------------------------------------
 FINDING_EVENT = "depstrace.finding"

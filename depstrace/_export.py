@@ -48,6 +48,7 @@ from depstrace._redact import redact_text, redact_url
 # Imported now, not when the first test makes the provider: it binds the
 # standard-library callables it uses at import, before any test patches them.
 from depstrace._spanjson import PrivateIdGenerator, console_line
+from depstrace.calls import own_calls
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
@@ -445,12 +446,14 @@ class Collector(SpanExporter):
             _quiet.active = True
             _quiet.messages = []
             started = time.monotonic()
+            own = own_calls.set(True)  # depstrace's own request: no call of the app's
             try:
                 result = inner.export(spans)
             except Exception as exc:
                 result = SpanExportResult.FAILURE
                 _quiet.messages.append(f"{type(exc).__name__}: {exc}")
             finally:
+                own_calls.reset(own)
                 _quiet.active = False
         if result == SpanExportResult.SUCCESS:
             self.delivered += len(spans)

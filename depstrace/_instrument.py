@@ -79,8 +79,14 @@ def start(
 
     span_observer = SpanObserver.from_env()  # checks DEPSTRACE_EXPORTER, OTEL_* the same way
     _failopen.reset()  # before the session: opening its trace file may already warn
+    from depstrace import calls
+
+    allow = calls.AllowList.from_env(os.environ)
     session = TraceSession(
-        trace_file=None if path is None else Path(path), rule=rule, words=_WORDS[runner]
+        trace_file=None if path is None else Path(path),
+        rule=rule,
+        words=_WORDS[runner],
+        allow=allow,
     )
     patches = PatchRegistry()
     _failopen.internal_errors.clear()  # this session's faults, from installing on
@@ -94,6 +100,7 @@ def start(
         sqlalchemy.install(
             patches, session.note_outside, session.note_loop_mismatch, session.note_outside_commit
         )
+        calls.start(session.outside_calls, allow)  # before the probes: they count at once
         stores.install(patches, session.note_outside)  # drivers: now if imported, else on import
         if fastapi.install(patches):
             _track_override_writes(patches, session)

@@ -167,6 +167,8 @@ class RequestRecord:
     duration_ms: float | None = None
     dependencies: list[DependencyNode] = field(default_factory=list)
     databases: dict[str, DatabaseUse] = field(default_factory=dict)
+    # Outbound calls (HTTP, AWS, Redis, fakes) by target: depstrace.calls.
+    outbound: dict[Any, Any] = field(default_factory=dict)
     response_done: bool = False  # the last body chunk was sent: what runs now is a background task
     # Live objects, dropped when the record closes: the original callable of each
     # dependency node (by node id), the overrides provider, every app passed through.

@@ -28,9 +28,11 @@ from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._testdb import TestDatabaseRule
 from depstrace._words import TEST_WORDS, Words
+from depstrace.calls import AllowList, OutsideCalls
 from depstrace.fastapi import app_id, app_title, title_of
 from depstrace.findings import (
     LOOP_MISMATCH,
+    external_outside,
     loop_mismatch,
     not_committed,
     outside_request,
@@ -69,9 +71,16 @@ class TraceSession:
     """Collects request records for one instrumented run."""
 
     def __init__(
-        self, *, trace_file: Path | None, rule: TestDatabaseRule, words: Words = TEST_WORDS
+        self,
+        *,
+        trace_file: Path | None,
+        rule: TestDatabaseRule,
+        words: Words = TEST_WORDS,
+        allow: AllowList | None = None,
     ) -> None:
         self.rule = rule
+        self.allow = allow or AllowList()  # hosts tests may call (DEPSTRACE_ALLOW_HOSTS)
+        self.outside_calls = OutsideCalls()  # outbound calls outside any request
         self.words = words  # tests and fixtures, or requests and the server process
         self.requests: list[dict[str, Any]] = []
         self.engines: dict[str, dict[str, Any]] = {}
@@ -114,6 +123,7 @@ class TraceSession:
             "fastapi": _version("fastapi"),
             "sqlalchemy": _version("sqlalchemy"),
             "test_db_rule": self.rule.describe(),
+            "allow_hosts": self.allow.describe(),
         }
 
     # -- engines ---------------------------------------------------------------
@@ -333,6 +343,7 @@ class TraceSession:
             ),
             "dependencies": [node.to_dict() for node in record.dependencies],
             "databases": databases,
+            "calls": [use.to_dict() for use in list(record.outbound.values())],
             "findings": [],
             "trace_id": record.trace_id,
         }
@@ -383,7 +394,9 @@ class TraceSession:
             self.writer.flush()
 
     def flush_outside(self) -> None:
-        """Write ``outside_request`` records for the statements counted so far."""
+        """Write ``outside_request`` (and ``outside_calls``) records for what was counted
+        outside requests so far."""
+        self._flush_calls()
         with self._lock:
             pending, self._outside = self._outside, {}
         for (_, test, phase, *named), use in pending.items():
@@ -411,6 +424,18 @@ class TraceSession:
                     | {"test": test, "phase": phase, "url": use.engine.url}
                     | {k: data[k] for k in ("fixture", "operations", "commits")}
                 )
+
+    def _flush_calls(self) -> None:
+        for data in self.outside_calls.drain():
+            self._write(data)
+            for call in data["calls"]:
+                if not call["allowed"]:
+                    finding = external_outside(data, call)
+                    self.add_run_finding(
+                        finding.to_dict()
+                        | {k: data[k] for k in ("test", "phase", "fixture")}
+                        | {"call": call}
+                    )
 
     # -- other processes of the run ----------------------------------------------------
 

@@ -24,10 +24,11 @@ DB_OUTSIDE_REQUEST = "DB_OUTSIDE_REQUEST"
 LOOP_MISMATCH = "LOOP_MISMATCH"
 SESSION_NOT_COMMITTED = "SESSION_NOT_COMMITTED"
 DUPLICATE_SESSION = "DUPLICATE_SESSION"
+EXTERNAL_CALL = "EXTERNAL_CALL"
 
 # Computed from the request record alone by :func:`request_findings`; the others
 # are found while the request runs and kept as they are when a record is re-judged.
-RECORD_CODES = frozenset({WRONG_DB, DI_BYPASS, ENGINE_FROM_ENV, DUPLICATE_SESSION})
+RECORD_CODES = frozenset({WRONG_DB, DI_BYPASS, ENGINE_FROM_ENV, DUPLICATE_SESSION, EXTERNAL_CALL})
 
 
 def _bypass_hint(words: Words) -> str:
@@ -88,7 +89,52 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
         if db.get("env_vars"):
             findings.append(_from_env(where, db, words))
     findings.extend(_duplicate_sessions(where, request["dependencies"]))
+    for call in request.get("calls") or ():  # traces written before calls were recorded
+        if call.get("allowed") is False:
+            findings.append(_external(f"{where} called {_call(call)}", call))
     return findings
+
+
+_EXTERNAL_HINT = (
+    "Give the code that makes this call a test double: override the dependency that "
+    "provides the client, or use httpx.MockTransport, responses/requests-mock, moto or "
+    "fakeredis; if the tests may reach this host, allow it with DEPSTRACE_ALLOW_HOSTS={host}."
+)
+
+
+def _call(call: dict[str, Any]) -> str:
+    operations = ", ".join(f"{op} {n}" for op, n in (call.get("operations") or {}).items())
+    return f"{call.get('target')} ({operations}) through {call.get('library')}"
+
+
+def _external(head: str, call: dict[str, Any]) -> Finding:
+    host = call.get("host") or ""
+    return Finding(
+        code=EXTERNAL_CALL,
+        severity="error",
+        message=(
+            f"{head}: {host} is not a loopback host, the call went to no fake or test transport, "
+            "and DEPSTRACE_ALLOW_HOSTS does not allow it: the code under test called a real "
+            "outside service (recorded before sending, whether or not it answered)"
+        ),
+        hint=_EXTERNAL_HINT.format(host=host),
+    )
+
+
+def external_outside(data: dict[str, Any], call: dict[str, Any]) -> Finding:
+    """``EXTERNAL_CALL`` for a call outside any request (``data``: its ``outside_calls``)."""
+    fixture = data.get("fixture")
+    test = data["test"] or "no test"
+    if fixture is not None:
+        stage = "teardown" if data["phase"] == "teardown" else "setup"
+        when = f"during the {stage} of {describe_fixture(fixture)}"
+        if fixture["scope"] == "function":
+            when += f" for {test}"
+    elif data["test"]:
+        when = f"during the {data['phase']} phase of {test}"
+    else:
+        when = f"in code running at {data['phase']} time"
+    return _external(f"{_call(call)} was called outside any request, {when}", call)
 
 
 def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words: Words) -> Finding:

@@ -84,6 +84,7 @@ REQUEST_FIELDS = (
     "duration_ms",
     "app",
     "databases",
+    "calls",
     "findings",
     "wrong_db",
     "trace_id",
@@ -320,6 +321,10 @@ def request_fields(data: Mapping[str, Any]) -> dict[str, Any]:
                 "via": db["via"],
             }
             for db in data["databases"]
+        ],
+        "calls": [
+            {"target": c["target"], "allowed": c["allowed"], "count": c["count"]}
+            for c in data.get("calls") or ()
         ],
         "findings": [f["code"] for f in data["findings"]],
         "wrong_db": any(not db["is_test"] for db in data["databases"]),

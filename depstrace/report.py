@@ -23,6 +23,7 @@ from depstrace.account import (
     render_others,
     writes_lines,
 )
+from depstrace.calls import STORE_SYSTEMS
 from depstrace.findings import RECORD_CODES, request_findings
 
 Record = dict[str, Any]
@@ -120,6 +121,8 @@ CAUSES = {
     "LOOP_MISMATCH": "a pooled async connection was reused on another event loop",
     "SESSION_NOT_COMMITTED": "writes were rolled back although a later request expected them",
     "DUPLICATE_SESSION": "one request opened several sessions from one dependency",
+    "EXTERNAL_CALL": "a call left the machine for a host no fake, loopback address or "
+    "DEPSTRACE_ALLOW_HOSTS pattern covers",
 }
 
 
@@ -174,10 +177,20 @@ def verdict(
         tests=len({r["test"] for r in requests if r["test"] is not None}),
         offending=len(bad),
         offending_tests=len({r["test"] for r in bad if r["test"] is not None}),
-        with_database=sum(1 for r in requests if r["databases"]),
+        with_database=sum(1 for r in requests if r["databases"] or _store_calls(r)),
         errors=errors,
         warnings=warnings,
         damaged=damaged,
+    )
+
+
+def _store_calls(request: Record) -> bool:
+    """Whether ``request`` reached an in-process fake store (fakeredis, mongomock, moto):
+    those count as test databases.  A real Redis or S3 is not judged by the
+    test-database rule (it has no database name to judge), so it does not."""
+    return any(
+        c["system"] in STORE_SYSTEMS and c.get("fake") is not None
+        for c in request.get("calls") or ()
     )
 
 

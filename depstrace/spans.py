@@ -331,6 +331,7 @@ class SpanObserver(Observer):
         request_context = trace.set_span_in_context(span, Context())
         contexts = self._dependency_spans(tracer, record, request_context)
         self._database_spans(tracer, record, data, request_context, contexts=contexts, end=end)
+        self._call_spans(tracer, record, data, request_context, end=end)
         codes = self._findings(span, data, end)
         span.end(end_time=end)
         ids = _hex_ids(span)
@@ -436,6 +437,41 @@ class SpanObserver(Observer):
                 span.set_status(Status(StatusCode.ERROR, "not a test database"))
             span.end(end_time=end)
 
+    def _call_spans(
+        self,
+        tracer: trace.Tracer,
+        record: RequestRecord,
+        data: dict[str, Any],
+        request_context: Context,
+        *,
+        end: int,
+    ) -> None:
+        """One CLIENT span per target the request called, from its first call to the
+        return of its last (calls are counted, not kept one by one)."""
+        uses = list(record.outbound.values())
+        for use, call in zip(uses, data.get("calls") or (), strict=False):
+            start = (
+                end
+                if use.started is None
+                else _ns(record.started_wall + (use.started - record.started))
+            )
+            stop = (
+                end
+                if use.ended is None
+                else _ns(record.started_wall + (use.ended - record.started))
+            )
+            name, attributes = call_attributes(call)
+            span = tracer.start_span(
+                name,
+                context=request_context,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start,
+            )
+            if not call["allowed"]:
+                span.set_status(Status(StatusCode.ERROR, "EXTERNAL_CALL: not an allowed host"))
+            span.end(end_time=max(stop, start))
+
     def _findings(self, span: Span, data: dict[str, Any], end: int) -> list[str]:
         codes: list[str] = []
         wrong_db: str | None = None
@@ -493,6 +529,44 @@ class SpanObserver(Observer):
         elif self._collector is not None and not self._resolved:
             self._collector.close()  # no test and no request ever needed it
         return lines
+
+
+def call_attributes(call: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The span name and attributes (semantic conventions first) of a ``calls[]`` entry."""
+    operations: dict[str, int] = call.get("operations") or {}
+    single = next(iter(operations)) if len(operations) == 1 else None
+    system = call["system"]
+    attributes: dict[str, Any] = {
+        attr.CALL_LIBRARY: call["library"],
+        attr.CALL_TARGET: call["target"],
+        attr.CALL_ALLOWED: call["allowed"],
+        attr.CALL_COUNT: call["count"],
+        attr.CALL_OPERATIONS: [f"{k}={v}" for k, v in operations.items()],
+    }
+    optional: dict[str, Any] = {
+        attr.SERVER_ADDRESS: call.get("host"),
+        attr.SERVER_PORT: call.get("port"),
+        attr.CALL_FAKE: call.get("fake"),
+    }
+    if system == "http":
+        optional[attr.HTTP_REQUEST_METHOD] = single
+        optional[attr.URL_SCHEME] = call.get("scheme")
+        name = f"{single or 'HTTP'} {call.get('host') or ''}".rstrip()
+    elif system == "aws":
+        optional[attr.RPC_SYSTEM] = "aws-api"
+        optional[attr.RPC_SERVICE] = call.get("service")
+        optional[attr.RPC_METHOD] = single
+        optional[attr.AWS_S3_BUCKET] = call.get("bucket")
+        name = f"{call.get('service')}.{single}" if single else f"{call.get('service')}"
+    else:  # redis, mongodb
+        optional[attr.DB_SYSTEM_NAME] = system
+        optional[attr.DB_SYSTEM] = system
+        database = call.get("database")
+        optional[attr.DB_NAMESPACE] = None if database is None else str(database)
+        optional[attr.DB_OPERATION_NAME] = single
+        name = f"{single} {system}" if single else system
+    attributes.update((k, v) for k, v in optional.items() if v is not None)
+    return name, attributes
 
 
 def _dependency_attributes(node: DependencyNode) -> dict[str, Any]:

@@ -180,6 +180,7 @@ def test_info_adds_one_event_per_request(
                     "via": "conn",
                 }
             ],
+            "calls": [],
             "findings": [],
             "wrong_db": False,
             "trace_id": None,
@@ -199,6 +200,7 @@ def test_info_adds_one_event_per_request(
             "databases": [
                 {"engine_id": "e2", "url": prod_url, "is_test": False, "statements": 1, "via": None}
             ],
+            "calls": [],
             "findings": [f["code"] for f in report["findings"]],
             "wrong_db": True,
             "trace_id": None,

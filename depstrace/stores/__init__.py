@@ -51,13 +51,16 @@ def note(info: EngineInfo, operation: str) -> None:
 
 
 def instrumented_drivers() -> frozenset[str]:
-    """The drivers (``pymongo``, ``asyncpg``, ``psycopg``) instrumented right now."""
+    """The drivers (``pymongo``, ``asyncpg``, ``psycopg``) and client libraries
+    (``httpx``, ``requests``, ``redis``, ``redis.asyncio``, ``botocore.client``,
+    ``mongomock``: docs/calls.md) instrumented right now."""
     return frozenset(_instrumented)
 
 
 def install(patches: PatchRegistry, outside_sink: OutsideSink) -> None:
     """Instrument every supported driver that is imported, and any imported later."""
     global _outside_sink, _watcher
+    from depstrace import calls
     from depstrace.stores import mongo, pgdrivers
 
     _outside_sink = outside_sink
@@ -72,6 +75,7 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> None:
         ("pymongo", mongo_now, later),
         ("asyncpg", functools.partial(pgdrivers.patch_asyncpg, patches), None),
         ("psycopg", functools.partial(pgdrivers.patch_psycopg, patches), None),
+        *calls.hooks(patches),  # outbound HTTP, AWS, Redis, fakes (docs/calls.md)
     ]
     waiting: dict[str, Callable[[], None]] = {}
     for name, now, on_import in hooks:
@@ -87,8 +91,10 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> None:
 def uninstall() -> None:
     """Stop watching imports and forget per-store state (patches are undone by the registry)."""
     global _outside_sink, _watcher
+    from depstrace import calls
     from depstrace.stores import mongo, pgdrivers
 
+    calls.stop()
     if _watcher is not None:
         with contextlib.suppress(ValueError):  # somebody rebuilt sys.meta_path meanwhile
             sys.meta_path.remove(_watcher)
