@@ -23,6 +23,7 @@ from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
 from depstrace._jsonl import JsonlWriter
 from depstrace._observers import Observer
+from depstrace._order import order_effects
 from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
@@ -334,6 +335,7 @@ class TraceSession:
             "dependencies": [node.to_dict() for node in record.dependencies],
             "databases": databases,
             "findings": [],
+            "order_effects": order_effects(record),
             "trace_id": record.trace_id,
         }
 

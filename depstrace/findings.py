@@ -7,10 +7,12 @@ in docs/findings/ that ``depstrace explain CODE`` prints.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from depstrace._names import callable_label, via_node
+from depstrace._order import describe as describe_effect
 from depstrace._words import TEST_WORDS, Words
 
 WRONG_DB = "WRONG_DB"
@@ -66,7 +68,8 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
     for db in request["databases"]:
         if db["is_test"]:
             continue
-        findings.append(_wrong_db(where, db, via_node(db, nodes), words))
+        earlier = _earlier_effects(db, request.get("order_effects") or (), nodes)
+        findings.append(_wrong_db(where, db, via_node(db, nodes), words, earlier))
         if db["via"] is None:
             origin = db.get("origin")
             source = f" It was reached from {origin}." if origin else ""
@@ -91,7 +94,33 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
     return findings
 
 
-def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words: Words) -> Finding:
+def _earlier_effects(
+    db: dict[str, Any], effects: Iterable[dict[str, Any]], nodes: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The order effects (docs/format.md) behind ``db``: its engine, and what an earlier
+    test made for the dependency that provided it or for one below that dependency."""
+    found = []
+    for effect in effects:
+        if effect["kind"] == "engine":
+            if effect["object"] == db["engine_id"]:
+                found.append(effect)
+            continue
+        node = nodes.get(effect.get("dependency_id"))  # type: ignore[arg-type]
+        while node is not None and db.get("via_id") is not None:
+            if node["id"] == db["via_id"]:
+                found.append(effect)
+                break
+            node = nodes.get(node["parent"]) if node["parent"] is not None else None
+    return found
+
+
+def _wrong_db(
+    where: str,
+    db: dict[str, Any],
+    via: dict[str, Any] | None,
+    words: Words,
+    earlier: Sequence[dict[str, Any]] = (),
+) -> Finding:
     engine = f"engine {db['engine_id']}{_created(db)}"
     if db["via"] is not None:
         # Named so the name finds the object the route used (a wrapper is not
@@ -109,6 +138,11 @@ def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words:
             f". The engine was built at {db['created_phase']} time, {words.too_early}: "
             f"create it lazily (a cached factory) or {words.build_later}"
         )
+    if earlier:
+        # Said the way the user asks it: why does this test pass alone?
+        made = "; ".join(describe_effect(effect) for effect in earlier)
+        early += f". Order effect: {made}; {words.run_alone}"
+        hint = words.order_fix  # the fix of the cause, not of the symptom
     return Finding(
         code=WRONG_DB,
         severity="error",

@@ -99,6 +99,9 @@ class EngineRegistry:
                 env_vars=names,
                 # Rare (a variable holds this very URL): worth a look at where it came from.
                 env_origins={name: env_origin(name) for name in names},
+                # the fixture making it now: one made by a shared-scope fixture is no
+                # order effect (depstrace._order)
+                created_fixture=test_phase().fixture if created_test is not None else None,
             )
             key = id(engine)
 

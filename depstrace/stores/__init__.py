@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from depstrace import _order
 from depstrace import sqlalchemy as _sqlalchemy
 from depstrace._failopen import report_internal_error
 from depstrace.sqlalchemy import attribute
@@ -67,6 +68,8 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> None:
         ("pymongo", mongo.attach, later),
         ("asyncpg", functools.partial(pgdrivers.patch_asyncpg, patches), None),
         ("psycopg", functools.partial(pgdrivers.patch_psycopg, patches), None),
+        # not a store: settings objects, for order effects (depstrace._order)
+        ("pydantic_settings", functools.partial(_order.install, patches), None),
     ]
     waiting: dict[str, Callable[[], None]] = {}
     for name, now, on_import in hooks:
@@ -90,6 +93,7 @@ def uninstall() -> None:
         _watcher = None
     mongo.detach()
     pgdrivers.forget()
+    _order.uninstall()
     _instrumented.clear()
     _outside_sink = None
     while _choose_extractor in _sqlalchemy.store_choosers:

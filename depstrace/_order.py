@@ -1,0 +1,195 @@
+"""Order effects: what a request used that came into being during an *earlier* test.
+
+"Passes alone, fails in the suite" nearly always means a test got something an
+earlier test made: an engine an ``lru_cache``-d factory built while another
+test had leaked ``DATABASE_URL``, a settings object cached while another test's
+environment was in place, an override never removed.  Run alone, the test
+builds its own.
+
+What is needed is recorded once, where the object is made: engines carry their
+creation test and fixture (:mod:`depstrace.sqlalchemy`), override entries the
+test that leaked them (:mod:`depstrace._overrides`), and pydantic
+``BaseSettings`` instances are noted here when they are initialised
+(:func:`install`, one frame walk per instance).  Closing a request compares
+those with the request's own test (:func:`order_effects`): a few attribute
+reads per database and dependency, nothing per statement.
+
+Something made by a session-, package-, module- or class-scoped fixture is no
+order effect: run alone, the test sets that fixture up too.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from depstrace._context import test_phase
+from depstrace._failopen import report_internal_error
+from depstrace._sites import caller_site, library_dir
+
+if TYPE_CHECKING:
+    from depstrace._patching import PatchRegistry
+    from depstrace._records import DependencyNode, RequestRecord
+
+__all__ = ["Birth", "birth_of", "describe", "install", "order_effects", "test_of", "uninstall"]
+
+# Fixture scopes whose objects a test run alone would set up as well.
+_SHARED_SCOPES = frozenset({"session", "package", "module", "class"})
+
+
+class Birth(NamedTuple):
+    """Where and during which test an object was made."""
+
+    kind: str  # "settings"
+    object: str  # module:qualname of its class
+    test: str | None  # the test it was made in (None: import time, or a shared fixture)
+    phase: str
+    site: str | None
+
+
+def test_of(nodeid: str | None, fixture: dict[str, Any] | None) -> str | None:
+    """The test an object made now belongs to: the running test (its body or a
+    function-scoped fixture), None outside tests and in shared-scope fixtures."""
+    if fixture is not None and fixture.get("scope") in _SHARED_SCOPES:
+        return None
+    return nodeid
+
+
+# id(object) -> (weak reference, birth); few objects (settings instances).
+_births: dict[int, tuple[weakref.ref[Any], Birth]] = {}
+
+
+def note_birth(obj: Any, kind: str, skip: tuple[str, ...] = ()) -> None:
+    """Remember where ``obj`` was made, while it lives (objects that take no weak
+    reference are not remembered: keeping them alive would change the program)."""
+    key = id(obj)
+
+    def forget(_: object, key: int = key) -> None:
+        _births.pop(key, None)
+
+    try:
+        ref = weakref.ref(obj, forget)
+    except TypeError:
+        return
+    running = test_phase()
+    site, phase = caller_site(skip)
+    kind_of = type(obj)
+    _births[key] = (
+        ref,
+        Birth(
+            kind,
+            f"{kind_of.__module__}:{kind_of.__qualname__}",
+            test_of(running.nodeid, running.fixture),
+            phase,
+            site,
+        ),
+    )
+
+
+def birth_of(value: Any) -> Birth | None:
+    """The birth of ``value`` if it is a noted object (one dict lookup)."""
+    if not _births:
+        return None
+    hit = _births.get(id(value))
+    return hit[1] if hit is not None and hit[0]() is value else None
+
+
+def install(patches: PatchRegistry) -> None:
+    """Note every pydantic ``BaseSettings`` instance (pydantic-settings) made from now on.
+
+    Called once ``pydantic_settings`` is imported.  The class attribute is
+    patched through ``patches``, so ``uninstrument()`` puts the original back.
+    """
+    import pydantic
+    import pydantic_settings
+
+    settings = pydantic_settings.BaseSettings
+    original = settings.__init__
+    skip = (library_dir(pydantic_settings), library_dir(pydantic))
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            note_birth(self, "settings", skip)
+        except Exception:  # the tracer never breaks the application it observes
+            report_internal_error("settings probe")
+
+    __init__.__wrapped__ = original  # type: ignore[attr-defined]
+    __init__.__doc__ = original.__doc__
+    patches.patch(settings, "__init__", __init__)
+
+
+def uninstall() -> None:
+    """Forget every noted object (the patch is undone by the registry)."""
+    _births.clear()
+
+
+def order_effects(record: RequestRecord) -> list[dict[str, Any]]:
+    """What ``record`` used that an earlier test made, as ``order_effects`` entries."""
+    test = record.test
+    if test is None:
+        return []
+    effects: list[dict[str, Any]] = []
+    for use in record.databases.values():
+        engine = use.engine
+        made_in = test_of(engine.created_test, engine.created_fixture)
+        if made_in is not None and made_in != test:
+            via = record.provider_of(engine.id)
+            effects.append(
+                {
+                    "kind": "engine",
+                    "object": engine.id,
+                    "url": engine.url,
+                    "created_in_test": made_in,
+                    "phase": engine.created_phase,
+                    "site": engine.created_at,
+                    "dependency": via.label if via is not None else None,
+                    "dependency_id": via.id if via is not None else None,
+                }
+            )
+    seen: set[tuple[str, str]] = set()
+    for node in record.dependencies:
+        effect = _node_effect(node, test)
+        if effect is not None and (effect["kind"], effect["object"]) not in seen:
+            seen.add((effect["kind"], effect["object"]))
+            effects.append(effect)
+    return effects
+
+
+def _node_effect(node: DependencyNode, test: str) -> dict[str, Any] | None:
+    born = node.born
+    if born is not None and born.test is not None and born.test != test:
+        return {
+            "kind": born.kind,
+            "object": born.object,
+            "url": None,
+            "created_in_test": born.test,
+            "phase": born.phase,
+            "site": born.site,
+            "dependency": node.label,
+            "dependency_id": node.id,
+        }
+    if node.override_leaked_from is not None and node.override_leaked_from != test:
+        return {
+            "kind": "override",
+            "object": f"{node.original} -> {node.resolved}",
+            "url": None,
+            "created_in_test": node.override_leaked_from,
+            "phase": None,
+            "site": node.override_site,
+            "dependency": node.label,
+            "dependency_id": node.id,
+        }
+    return None
+
+
+def describe(effect: dict[str, Any]) -> str:
+    """``engine e3 was created during tests/test_a.py::test_x at app/db.py:12``."""
+    what = {
+        "engine": f"engine {effect['object']}",
+        "settings": f"settings object {effect['object']}",
+        "override": f"the override {effect['object'].partition(' -> ')[2]}",
+    }.get(effect["kind"], f"{effect['kind']} {effect['object']}")
+    verb = "registered" if effect["kind"] == "override" else "created"
+    at = f" at {effect['site']}" if effect.get("site") else ""
+    return f"{what} was {verb} during {effect['created_in_test']}{at}"

@@ -1,0 +1,182 @@
+"""Order effects end to end: a test that passes alone and fails in the suite because an
+earlier test made the engine or the settings it uses; the account and ``depstrace diff``
+name that test."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from depstrace.cli import main
+
+ENGINE_APP = """
+import functools, os
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI
+from sqlalchemy.orm import Session
+
+@functools.lru_cache
+def get_engine():
+    default = f"sqlite:///{os.environ['SCENARIO_DATA']}/test.db"
+    return sa.create_engine(os.environ.get("DATABASE_URL", default))
+
+def get_db():
+    with Session(get_engine()) as session:
+        yield session
+
+app = FastAPI(title="shop")
+
+@app.get("/items")
+def items(db: Session = Depends(get_db)) -> int:
+    return db.execute(sa.text("SELECT count(*) FROM items")).scalar_one()
+"""
+
+SETTINGS_APP = """
+import functools, os
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI
+from pydantic_settings import BaseSettings
+from sqlalchemy.orm import Session
+
+class Settings(BaseSettings):
+    database_url: str = f"sqlite:///{os.environ['SCENARIO_DATA']}/test.db"
+
+@functools.lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+_engines = {}
+
+def get_db(settings: Settings = Depends(get_settings)):
+    url = settings.database_url
+    engine = _engines.get(url) or _engines.setdefault(url, sa.create_engine(url))
+    with Session(engine) as session:
+        yield session
+
+app = FastAPI(title="shop")
+
+@app.get("/items")
+def items(db: Session = Depends(get_db)) -> int:
+    return db.execute(sa.text("SELECT count(*) FROM items")).scalar_one()
+"""
+
+CONFTEST = """
+import pytest
+from fastapi.testclient import TestClient
+from app import app
+
+@pytest.fixture
+def client():
+    with TestClient(app) as client:
+        yield client
+"""
+
+LEAKING_TEST = """
+import os
+
+def test_export(client):
+    os.environ["DATABASE_URL"] = os.environ["SCENARIO_PROD"]  # never put back
+    assert client.get("/items").status_code == 200
+"""
+
+CACHING_TEST = """
+import os
+from app import get_settings
+
+def test_settings_read_env(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", os.environ["SCENARIO_PROD"])
+    assert get_settings().database_url == os.environ["SCENARIO_PROD"]  # cached for good
+"""
+
+ITEMS_TEST = """
+def test_items_empty(client):
+    assert client.get("/items").json() == 0
+"""
+
+
+def _database(path: Path, rows: int) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+        conn.executemany("INSERT INTO items VALUES (?)", [(i,) for i in range(rows)])
+
+
+@pytest.fixture
+def suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> Callable[[str, str], pytest.Pytester]:
+    """A suite over two real SQLite files: test.db (empty) and a production file
+    outside pytest's temporary directories (3 rows)."""
+
+    def make(app: str, earlier: str) -> pytest.Pytester:
+        data = pytester.path / "data"
+        data.mkdir()
+        _database(data / "test.db", 0)
+        _database(prod_dir / "prod.db", 3)
+        monkeypatch.setenv("SCENARIO_DATA", str(data))
+        monkeypatch.setenv("SCENARIO_PROD", f"sqlite:///{prod_dir}/prod.db")
+        monkeypatch.setenv("DEPSTRACE", "1")
+        monkeypatch.setenv("COLUMNS", "1000")
+        for name in ("DATABASE_URL", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
+            monkeypatch.delenv(name, raising=False)
+        pytester.makepyfile(app=app, conftest=CONFTEST)
+        pytester.makepyfile(**{"tests/test_a_earlier": earlier, "tests/test_items": ITEMS_TEST})
+        pytester.makeini("[pytest]\npythonpath = .\n")
+        return pytester
+
+    return make
+
+
+def _run(pytester: pytest.Pytester, trace: str, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        f"--depstrace-file={trace}", "-p", "no:cacheprovider", *args
+    )
+
+
+def test_leaked_database_url_engine_is_named(
+    suite: Callable[[str, str], pytest.Pytester],
+    prod_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An engine a cached factory built while an earlier test had leaked DATABASE_URL:
+    alone the test passes, in the suite it fails, and the account and the diff name
+    tests/test_a_earlier.py::test_export and the line that built the engine."""
+    pytester = suite(ENGINE_APP, LEAKING_TEST)
+    _run(pytester, "alone.jsonl", "tests/test_items.py").assert_outcomes(passed=1)
+    result = _run(pytester, "suite.jsonl")
+    result.assert_outcomes(passed=1, failed=1)
+    earlier = "tests/test_a_earlier.py::test_export"
+    result.stdout.fnmatch_lines(
+        [
+            "*WRONG_DB  each request ran 1 statement on sqlite:///*/prod.db (engine e1, created at"
+            " app.py:9 during call) through dependency 'db' (app:get_db);",
+            "*- it is not a test database. Order effect: engine e1 was created during"
+            f" {earlier} at app.py:9; run alone, this test builds its own [[]GET /items[]]",
+            "*fix  Do not let one test's engines, settings or overrides reach the next*",
+        ]
+    )
+    suite_items = [
+        r
+        for r in map(json.loads, (pytester.path / "suite.jsonl").read_text().splitlines())
+        if r["type"] == "request" and r["test"] == "tests/test_items.py::test_items_empty"
+    ]
+    assert suite_items[0]["order_effects"] == [
+        {
+            "kind": "engine",
+            "object": "e1",
+            "url": f"sqlite:///{prod_dir}/prod.db",
+            "created_in_test": earlier,
+            "phase": "call",
+            "site": "app.py:9",
+            "dependency": "db",
+            "dependency_id": 0,
+        }
+    ]
+    capsys.readouterr()
+    status = main(["diff", str(pytester.path / "alone.jsonl"), str(pytester.path / "suite.jsonl")])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert f"engine e1 was created during {earlier} at app.py:9" in out
