@@ -77,19 +77,20 @@ def client():
 
 LEAKING_TEST = """
 import os
+from paths import PROD
 
 def test_export(client):
-    os.environ["DATABASE_URL"] = os.environ["SCENARIO_PROD"]  # never put back
+    os.environ["DATABASE_URL"] = PROD  # never put back
     assert client.get("/items").status_code == 200
 """
 
 CACHING_TEST = """
-import os
 from app import get_settings
+from paths import PROD
 
 def test_settings_read_env(monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", os.environ["SCENARIO_PROD"])
-    assert get_settings().database_url == os.environ["SCENARIO_PROD"]  # cached for good
+    monkeypatch.setenv("DATABASE_URL", PROD)
+    assert get_settings().database_url == PROD  # cached for good
 """
 
 ITEMS_TEST = """
@@ -117,12 +118,13 @@ def suite(
         _database(data / "test.db", 0)
         _database(prod_dir / "prod.db", 3)
         monkeypatch.setenv("SCENARIO_DATA", str(data))
-        monkeypatch.setenv("SCENARIO_PROD", f"sqlite:///{prod_dir}/prod.db")
         monkeypatch.setenv("DEPSTRACE", "1")
         monkeypatch.setenv("COLUMNS", "1000")
         for name in ("DATABASE_URL", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB"):
             monkeypatch.delenv(name, raising=False)
-        pytester.makepyfile(app=app, conftest=CONFTEST)
+        # Not in an environment variable: ENGINE_FROM_ENV would name it too.
+        paths = f"PROD = {f'sqlite:///{prod_dir}/prod.db'!r}\n"
+        pytester.makepyfile(app=app, conftest=CONFTEST, paths=paths)
         pytester.makepyfile(**{"tests/test_a_earlier": earlier, "tests/test_items": ITEMS_TEST})
         pytester.makeini("[pytest]\npythonpath = .\n")
         return pytester
@@ -180,3 +182,49 @@ def test_leaked_database_url_engine_is_named(
     out = capsys.readouterr().out
     assert status == 1
     assert f"engine e1 was created during {earlier} at app.py:9" in out
+
+
+def test_cached_settings_from_an_earlier_test_are_named(
+    suite: Callable[[str, str], pytest.Pytester], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An lru_cache-d BaseSettings an earlier test populated (with monkeypatch, whose undo
+    cannot reach the cache) sends the next test to production: the account and the diff
+    name that test and the line that built the settings, though it made no request."""
+    pytester = suite(SETTINGS_APP, CACHING_TEST)
+    _run(pytester, "alone.jsonl", "tests/test_items.py").assert_outcomes(passed=1)
+    result = _run(pytester, "suite.jsonl")
+    result.assert_outcomes(passed=1, failed=1)
+    earlier = "tests/test_a_earlier.py::test_settings_read_env"
+    result.stdout.fnmatch_lines(
+        [
+            "*WRONG_DB  GET /items ran 1 statement on sqlite:///*/prod.db (engine e1, created at"
+            " app.py:18 during call) through dependency 'db' (app:get_db); it is not a test"
+            " database. Order effect: settings object app:Settings was created during"
+            f" {earlier} at app.py:12; run alone, this test builds its own",
+        ]
+    )
+    capsys.readouterr()
+    alone, whole = (str(pytester.path / name) for name in ("alone.jsonl", "suite.jsonl"))
+    assert main(["diff", "--format", "json", alone, whole]) == 1
+    report = json.loads(capsys.readouterr().out)
+    (test,) = report["tests"]
+    assert test["test"] == "tests/test_items.py::test_items_empty"
+    assert [c["what"] for c in test["requests"][0]["changes"]] == ["database", "findings"]
+    assert test["explanations"] == [
+        {
+            "kind": "settings",
+            "object": "app:Settings",
+            "url": None,
+            "created_in_test": earlier,
+            "phase": "call",
+            "site": "app.py:12",
+            "dependency": "settings",
+            "dependency_id": 1,
+            "run": "b",
+        }
+    ]
+    assert main(["diff", alone, whole]) == 1
+    assert (
+        f"  why: in B, settings object app:Settings was created during {earlier} at app.py:12: "
+        "run alone, this test builds its own"
+    ) in capsys.readouterr().out.splitlines()
