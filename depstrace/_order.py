@@ -185,11 +185,12 @@ def _node_effect(node: DependencyNode, test: str) -> dict[str, Any] | None:
 
 def describe(effect: dict[str, Any]) -> str:
     """``engine e3 was created during tests/test_a.py::test_x at app/db.py:12``."""
+    kind, name = effect.get("kind"), str(effect.get("object"))
     what = {
-        "engine": f"engine {effect['object']}",
-        "settings": f"settings object {effect['object']}",
-        "override": f"the override {effect['object'].partition(' -> ')[2]}",
-    }.get(effect["kind"], f"{effect['kind']} {effect['object']}")
-    verb = "registered" if effect["kind"] == "override" else "created"
+        "engine": f"engine {name}",
+        "settings": f"settings object {name}",
+        "override": f"the override {name.partition(' -> ')[2] or name}",
+    }.get(str(kind), f"{kind} {name}")
+    verb = "registered" if kind == "override" else "created"
     at = f" at {effect['site']}" if effect.get("site") else ""
     return f"{what} was {verb} during {effect['created_in_test']}{at}"

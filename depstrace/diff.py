@@ -255,7 +255,11 @@ def explain(
             if effects is None:  # a trace from before order effects: what engines say
                 effects = _engine_effects(request)
             for effect in effects:
-                key = (run, effect["kind"], effect["created_in_test"], effect.get("site"))
+                if not isinstance(effect, dict) or not isinstance(
+                    effect.get("created_in_test"), str
+                ):
+                    continue  # a hand-edited or foreign record
+                key = (run, str(effect.get("kind")), effect["created_in_test"], effect.get("site"))
                 found.setdefault(key, effect | {"run": run})
 
     def position(effect: Record) -> tuple[str, int]:

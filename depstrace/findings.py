@@ -101,16 +101,20 @@ def _earlier_effects(
     test made for the dependency that provided it or for one below that dependency."""
     found = []
     for effect in effects:
-        if effect["kind"] == "engine":
-            if effect["object"] == db["engine_id"]:
+        if not isinstance(effect, dict) or not effect.get("created_in_test"):
+            continue  # a hand-edited or foreign record: say nothing rather than fail
+        if effect.get("kind") == "engine":
+            if effect.get("object") == db["engine_id"]:
                 found.append(effect)
             continue
         node = nodes.get(effect.get("dependency_id"))  # type: ignore[arg-type]
-        while node is not None and db.get("via_id") is not None:
+        hops = len(nodes)  # a damaged parent chain cannot loop
+        while node is not None and db.get("via_id") is not None and hops >= 0:
             if node["id"] == db["via_id"]:
                 found.append(effect)
                 break
             node = nodes.get(node["parent"]) if node["parent"] is not None else None
+            hops -= 1
     return found
 
 
