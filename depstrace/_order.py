@@ -20,8 +20,8 @@ order effect: run alone, the test sets that fixture up too.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
+from weakref import ref as weak_ref
 
 from depstrace._context import test_phase
 from depstrace._failopen import report_internal_error
@@ -56,7 +56,7 @@ def test_of(nodeid: str | None, fixture: dict[str, Any] | None) -> str | None:
 
 
 # id(object) -> (weak reference, birth); few objects (settings instances).
-_births: dict[int, tuple[weakref.ref[Any], Birth]] = {}
+_births: dict[int, tuple[weak_ref[Any], Birth]] = {}
 
 
 def note_birth(obj: Any, kind: str, skip: tuple[str, ...] = ()) -> None:
@@ -68,7 +68,7 @@ def note_birth(obj: Any, kind: str, skip: tuple[str, ...] = ()) -> None:
         _births.pop(key, None)
 
     try:
-        ref = weakref.ref(obj, forget)
+        ref = weak_ref(obj, forget)
     except TypeError:
         return
     running = test_phase()

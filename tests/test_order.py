@@ -228,3 +228,106 @@ def test_cached_settings_from_an_earlier_test_are_named(
         f"  why: in B, settings object app:Settings was created during {earlier} at app.py:12: "
         "run alone, this test builds its own"
     ) in capsys.readouterr().out.splitlines()
+
+
+SCOPES_APP = """
+import os
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI
+
+engines = {}  # filled by the fixtures
+
+def get_flag() -> str:
+    return "real"
+
+def get_conn(name: str):
+    with engines[name].connect() as conn:
+        yield conn
+
+app = FastAPI(title="scopes")
+
+@app.get("/use/{name}")
+def use(name: str, conn=Depends(get_conn), flag: str = Depends(get_flag)) -> str:
+    conn.execute(sa.text("SELECT 1"))
+    return flag
+"""
+
+SCOPES_CONFTEST = """
+import os
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from app import app, engines
+
+DATA = os.environ["SCENARIO_DATA"]
+
+@pytest.fixture(scope="session")
+def shared():
+    engines["shared"] = sa.create_engine(f"sqlite:///{DATA}/test_shared.db")
+
+@pytest.fixture
+def warm():
+    engines.setdefault("warm", sa.create_engine(f"sqlite:///{DATA}/test_warm.db"))
+
+@pytest.fixture
+def client():
+    with TestClient(app) as client:
+        yield client
+"""
+
+SCOPES_TESTS = """
+from app import app, get_flag
+
+def test_1(client, shared, warm):
+    app.dependency_overrides[get_flag] = lambda: "leaked"  # never removed
+    assert client.get("/use/shared").json() == "leaked"
+
+def test_2(client, shared):
+    client.get("/use/shared")
+    client.get("/use/warm")
+"""
+
+
+def test_setup_counts_as_the_test_and_shared_fixtures_are_no_order_effect(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine a function-scoped fixture made belongs to that test (phase setup); one
+    a session-scoped fixture made is no order effect (run alone, the test sets that
+    fixture up too); an override an earlier test left registered is one."""
+    data = pytester.path / "data"
+    data.mkdir()
+    monkeypatch.setenv("SCENARIO_DATA", str(data))
+    monkeypatch.setenv("DEPSTRACE", "1")
+    pytester.makepyfile(app=SCOPES_APP, conftest=SCOPES_CONFTEST, test_scopes=SCOPES_TESTS)
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    _run(pytester, "trace.jsonl").assert_outcomes(passed=2)
+    effects = [
+        (r["test"].partition("::")[2], r["path"], r["order_effects"])
+        for r in map(json.loads, (pytester.path / "trace.jsonl").read_text().splitlines())
+        if r["type"] == "request"
+    ]
+    override = {
+        "kind": "override",
+        "object": "app:get_flag -> test_scopes:test_1.<locals>.<lambda>",
+        "url": None,
+        "created_in_test": "test_scopes.py::test_1",
+        "phase": None,
+        "site": "test_scopes.py:4",
+        "dependency": "flag",
+        "dependency_id": 1,
+    }
+    warm = {
+        "kind": "engine",
+        "object": "e2",
+        "url": f"sqlite:///{data}/test_warm.db",
+        "created_in_test": "test_scopes.py::test_1",
+        "phase": "setup",
+        "site": "conftest.py:15",
+        "dependency": "conn",
+        "dependency_id": 0,
+    }
+    assert effects == [
+        ("test_1", "/use/shared", []),
+        ("test_2", "/use/shared", [override]),
+        ("test_2", "/use/warm", [warm, override]),
+    ]
