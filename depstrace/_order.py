@@ -94,6 +94,31 @@ def birth_of(value: Any) -> Birth | None:
     return hit[1] if hit is not None and hit[0]() is value else None
 
 
+def settings_holding(url: Any) -> Birth | None:
+    """The newest noted settings object one of whose fields is the URL ``url`` (a
+    SQLAlchemy URL): where an engine built from ``get_settings().database_url``
+    got its URL.  Once per engine; nothing to do while no settings object lives."""
+    if not _births:
+        return None
+    from sqlalchemy.engine import make_url
+
+    birth: Birth  # (mypy reads the loop target as Any otherwise)
+    for holder, birth in reversed(list(_births.values())):
+        obj: object = holder()
+        if obj is None or birth.kind != "settings":
+            continue
+        for value in list(getattr(obj, "__dict__", {}).values())[:64]:
+            text = str(value) if isinstance(value, str) or "Url" in type(value).__name__ else ""
+            if "://" not in text:
+                continue
+            try:
+                if make_url(text.strip()) == url:
+                    return birth
+            except Exception:  # not a URL SQLAlchemy understands
+                continue
+    return None
+
+
 def install(patches: PatchRegistry) -> None:
     """Note every pydantic ``BaseSettings`` instance (pydantic-settings) made from now on.
 
@@ -125,61 +150,84 @@ def uninstall() -> None:
 
 
 def order_effects(record: RequestRecord) -> list[dict[str, Any]]:
-    """What ``record`` used that an earlier test made, as ``order_effects`` entries."""
+    """What ``record`` used that an earlier test made, as ``order_effects`` entries:
+    engines, then what dependencies produced (settings objects, leaked overrides),
+    then settings an engine's URL came from that no dependency produced."""
     test = record.test
     if test is None:
         return []
     effects: list[dict[str, Any]] = []
+    from_settings: list[tuple[Birth, DependencyNode | None]] = []
     for use in record.databases.values():
         engine = use.engine
         made_in = test_of(engine.created_test, engine.created_fixture)
         if made_in is not None and made_in != test:
             via = record.provider_of(engine.id)
             effects.append(
-                {
-                    "kind": "engine",
-                    "object": engine.id,
-                    "url": engine.url,
-                    "created_in_test": made_in,
-                    "phase": engine.created_phase,
-                    "site": engine.created_at,
-                    "dependency": via.label if via is not None else None,
-                    "dependency_id": via.id if via is not None else None,
-                }
+                _effect(
+                    "engine",
+                    engine.id,
+                    made_in,
+                    phase=engine.created_phase,
+                    site=engine.created_at,
+                    node=via,
+                )
+                | {"url": engine.url}
             )
-    seen: set[tuple[str, str]] = set()
+        born = engine.from_settings
+        if born is not None and born.test is not None and born.test != test:
+            # The engine may be this test's own, built from an earlier test's settings.
+            from_settings.append((born, record.provider_of(engine.id)))
+    seen: set[tuple[str, str, str]] = set()
     for node in record.dependencies:
         effect = _node_effect(node, test)
-        if effect is not None and (effect["kind"], effect["object"]) not in seen:
-            seen.add((effect["kind"], effect["object"]))
-            effects.append(effect)
+        if effect is not None:
+            key = (effect["kind"], effect["object"], effect["created_in_test"])
+            if key not in seen:
+                seen.add(key)
+                effects.append(effect)
+    for born, via in from_settings:
+        if (born.kind, born.object, born.test) not in seen:
+            seen.add((born.kind, born.object, str(born.test)))
+            effects.append(
+                _effect(
+                    born.kind, born.object, born.test, phase=born.phase, site=born.site, node=via
+                )
+            )
     return effects
+
+
+def _effect(
+    kind: str,
+    name: str,
+    test: str | None,
+    *,
+    phase: str | None,
+    site: str | None,
+    node: DependencyNode | None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "object": name,
+        "url": None,
+        "created_in_test": test,
+        "phase": phase,
+        "site": site,
+        "dependency": node.label if node is not None else None,
+        "dependency_id": node.id if node is not None else None,
+    }
 
 
 def _node_effect(node: DependencyNode, test: str) -> dict[str, Any] | None:
     born = node.born
     if born is not None and born.test is not None and born.test != test:
-        return {
-            "kind": born.kind,
-            "object": born.object,
-            "url": None,
-            "created_in_test": born.test,
-            "phase": born.phase,
-            "site": born.site,
-            "dependency": node.label,
-            "dependency_id": node.id,
-        }
-    if node.override_leaked_from is not None and node.override_leaked_from != test:
-        return {
-            "kind": "override",
-            "object": f"{node.original} -> {node.resolved}",
-            "url": None,
-            "created_in_test": node.override_leaked_from,
-            "phase": None,
-            "site": node.override_site,
-            "dependency": node.label,
-            "dependency_id": node.id,
-        }
+        return _effect(
+            born.kind, born.object, born.test, phase=born.phase, site=born.site, node=node
+        )
+    leaked = node.override_leaked_from
+    if leaked is not None and leaked != test:
+        name = f"{node.original} -> {node.resolved}"
+        return _effect("override", name, leaked, phase=None, site=node.override_site, node=node)
     return None
 
 

@@ -36,6 +36,8 @@ class EngineInfo:
     is_test: bool | None = None  # set by the session when the engine is first seen
     # {name, scope, site} of the fixture whose setup or teardown created it, else None
     created_fixture: dict[str, Any] | None = None
+    # depstrace._order.Birth of the settings object whose field is this URL, if any
+    from_settings: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``engine`` JSON Lines record."""

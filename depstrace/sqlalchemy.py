@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from depstrace._context import current_request, test_phase
 from depstrace._envorigin import origin as env_origin
 from depstrace._failopen import report_internal_error
+from depstrace._order import settings_holding
 from depstrace._origin import describe_origin
 from depstrace._records import EngineInfo, RequestRecord
 from depstrace._redact import database_name, redact_url
@@ -102,6 +103,7 @@ class EngineRegistry:
                 # the fixture making it now: one made by a shared-scope fixture is no
                 # order effect (depstrace._order)
                 created_fixture=test_phase().fixture if created_test is not None else None,
+                from_settings=settings_holding(url),
             )
             key = id(engine)
 

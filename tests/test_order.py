@@ -64,6 +64,14 @@ def items(db: Session = Depends(get_db)) -> int:
     return db.execute(sa.text("SELECT count(*) FROM items")).scalar_one()
 """
 
+# The same settings read inside the dependency, not injected: the engine's URL is a field
+# of the settings object, which is how the earlier test is found.
+SETTINGS_INSIDE_APP = SETTINGS_APP.replace(
+    "def get_db(settings: Settings = Depends(get_settings)):\n    url = settings.database_url",
+    "def get_db():\n    url = get_settings().database_url",
+)
+assert SETTINGS_INSIDE_APP != SETTINGS_APP
+
 CONFTEST = """
 import pytest
 from fastapi.testclient import TestClient
@@ -184,13 +192,22 @@ def test_leaked_database_url_engine_is_named(
     assert f"engine e1 was created during {earlier} at app.py:9" in out
 
 
+@pytest.mark.parametrize(
+    ("app", "dependency"),
+    [(SETTINGS_APP, ("settings", 1)), (SETTINGS_INSIDE_APP, ("db", 0))],
+    ids=["injected", "read-inside"],
+)
 def test_cached_settings_from_an_earlier_test_are_named(
-    suite: Callable[[str, str], pytest.Pytester], capsys: pytest.CaptureFixture[str]
+    suite: Callable[[str, str], pytest.Pytester],
+    capsys: pytest.CaptureFixture[str],
+    app: str,
+    dependency: tuple[str, int],
 ) -> None:
     """An lru_cache-d BaseSettings an earlier test populated (with monkeypatch, whose undo
     cannot reach the cache) sends the next test to production: the account and the diff
-    name that test and the line that built the settings, though it made no request."""
-    pytester = suite(SETTINGS_APP, CACHING_TEST)
+    name that test and the line that built the settings, though it made no request;
+    whether the settings are a dependency or read inside one."""
+    pytester = suite(app, CACHING_TEST)
     _run(pytester, "alone.jsonl", "tests/test_items.py").assert_outcomes(passed=1)
     result = _run(pytester, "suite.jsonl")
     result.assert_outcomes(passed=1, failed=1)
@@ -218,8 +235,8 @@ def test_cached_settings_from_an_earlier_test_are_named(
             "created_in_test": earlier,
             "phase": "call",
             "site": "app.py:12",
-            "dependency": "settings",
-            "dependency_id": 1,
+            "dependency": dependency[0],
+            "dependency_id": dependency[1],
             "run": "b",
         }
     ]
