@@ -180,6 +180,8 @@ def order_effects(record: RequestRecord) -> list[dict[str, Any]]:
             from_settings.append((born, record.provider_of(engine.id)))
     seen: set[tuple[str, str, str]] = set()
     for node in record.dependencies:
+        if node.born is None and node.override_leaked_from is None:
+            continue  # nearly every node: two attribute reads
         effect = _node_effect(node, test)
         if effect is not None:
             key = (effect["kind"], effect["object"], effect["created_in_test"])
