@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
+import depstrace
+from depstrace import _order
+from depstrace._context import restore_test_phase, set_test_phase
 from depstrace.cli import main
 
 ENGINE_APP = """
@@ -207,6 +212,7 @@ def test_cached_settings_from_an_earlier_test_are_named(
     cannot reach the cache) sends the next test to production: the account and the diff
     name that test and the line that built the settings, though it made no request;
     whether the settings are a dependency or read inside one."""
+    pytest.importorskip("pydantic_settings")
     pytester = suite(app, CACHING_TEST)
     _run(pytester, "alone.jsonl", "tests/test_items.py").assert_outcomes(passed=1)
     result = _run(pytester, "suite.jsonl")
@@ -348,3 +354,54 @@ def test_setup_counts_as_the_test_and_shared_fixtures_are_no_order_effect(
         ("test_2", "/use/shared", [override]),
         ("test_2", "/use/warm", [warm, override]),
     ]
+
+
+def test_settings_probe_notes_where_and_is_undone() -> None:
+    """A BaseSettings made while tracing is noted with its test, phase and line, found
+    by a field holding an engine's URL, and forgotten with the patch on uninstrument."""
+    pydantic_settings = pytest.importorskip("pydantic_settings")
+    original = pydantic_settings.BaseSettings.__init__
+
+    class Settings(pydantic_settings.BaseSettings):
+        database_url: str = "sqlite:////srv/shop/prod.db"
+
+    depstrace.instrument(trace_file=None)
+    try:
+        previous = set_test_phase("tests/test_a.py::test_one", "call")
+        try:
+            made, line = Settings(), sys._getframe().f_lineno
+        finally:
+            restore_test_phase(previous)
+        birth = _order.Birth(
+            "settings",
+            f"{__name__}:{Settings.__qualname__}",
+            "tests/test_a.py::test_one",
+            "call",
+            f"tests/test_order.py:{line}",
+        )
+        assert _order.birth_of(made) == birth
+        assert _order.birth_of(Settings.__new__(Settings)) is None  # never initialised
+        assert _order.settings_holding(make_url("sqlite:////srv/shop/prod.db")) == birth
+        assert _order.settings_holding(make_url("sqlite:////srv/shop/other.db")) is None
+    finally:
+        depstrace.uninstrument()
+    assert pydantic_settings.BaseSettings.__init__ is original
+    assert _order.birth_of(made) is None
+
+
+@pytest.mark.parametrize(
+    ("fixture", "belongs"),
+    [
+        (None, "t::a"),
+        ({"name": "db", "scope": "function", "site": "conftest.py:3"}, "t::a"),
+        ({"name": "db", "scope": "module", "site": "conftest.py:3"}, None),
+        ({"name": "db", "scope": "session", "site": "conftest.py:3"}, None),
+    ],
+)
+def test_what_a_test_makes_belongs_to_it_unless_a_shared_fixture_made_it(
+    fixture: dict[str, str] | None, belongs: str | None
+) -> None:
+    """The test body and its function-scoped fixtures make the test's objects; a shared
+    fixture's objects belong to no test (a test run alone sets it up too)."""
+    assert _order.test_of("t::a", fixture) == belongs
+    assert _order.test_of(None, fixture) is None
