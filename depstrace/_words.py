@@ -28,6 +28,7 @@ class Words:
     commit_fix: str
     env_fix: str  # {names} {name}
     run_alone: str  # what an order effect means for the request's own test
+    run_alone_override: str  # the same when every effect is a leaked override
     order_fix: str  # how to stop one test's objects from reaching the next
 
 
@@ -71,6 +72,7 @@ TEST_WORDS = Words(
         "lazily (an lru_cache-d get_settings(), then get_settings.cache_clear())."
     ),
     run_alone="run alone, this test builds its own",
+    run_alone_override="run alone, this test runs without it",
     order_fix=(
         "Do not let one test's engines, settings or overrides reach the next: clear "
         "cached factories in a fixture (get_settings.cache_clear(), get_engine.cache_clear()) "
@@ -122,6 +124,7 @@ SERVER_WORDS = Words(
         "from a source that the server's configuration controls."
     ),
     run_alone="a fresh process builds its own",
+    run_alone_override="a fresh process runs without it",
     order_fix=(
         "Build engines and settings from the server's configuration, not from whatever "
         "an earlier request left behind."

@@ -175,7 +175,7 @@ def compare_requests(a: Record, b: Record) -> list[Change]:
     engines_a = {url: engine for url, (engine, _) in dbs_a.items()}
     engines_b = {url: engine for url, (engine, _) in dbs_b.items()}
     for url in engines_a.keys() & engines_b.keys():
-        if engines_a[url] != engines_b[url]:
+        if not _same_engine(engines_a[url], engines_b[url]):
             changes.append(Change("engine", engines_a[url], engines_b[url]))
     for url in dbs_a.keys() & dbs_b.keys():
         if dbs_a[url][1] != dbs_b[url][1]:
@@ -207,11 +207,19 @@ def _databases(request: Record) -> dict[str, tuple[Record, str | None]]:
                 "created_phase": db.get("created_phase"),
                 # Made by the test itself or by another: which other is the explanation.
                 "created_by_this_test": db.get("created_test") == request.get("test"),
+                "created_test": db.get("created_test"),
             },
             db.get("via"),
         )
         for db in request["databases"]
     }
+
+
+def _same_engine(a: Record, b: Record) -> bool:
+    """Two runs' engines are one when URL, creation site and phase agree and each was
+    made by its own test or each by another (the other test's name may differ)."""
+    keys = ("url", "created_at", "created_phase", "created_by_this_test")
+    return all(a[key] == b[key] for key in keys)
 
 
 def _db_words(request: Record) -> list[Record]:
@@ -302,9 +310,10 @@ def render(diff: RunDiff, a_name: str, b_name: str) -> list[str]:
                 lines.extend(f"    {line}" for line in _change_words(change))
         if test.explanations:
             first = test.explanations[0]
+            alone = "runs without it" if first.get("kind") == "override" else "builds its own"
             lines.append(
                 f"  why: in {first['run'].upper()}, {describe_effect(first)}: "
-                "run alone, this test builds its own"
+                f"run alone, this test {alone}"
             )
             lines.extend(
                 f"    also in {effect['run'].upper()}, {describe_effect(effect)}"
@@ -346,7 +355,10 @@ def _databases_words(databases: list[Record]) -> str:
 
 
 def _engine_words(engine: Record) -> str:
-    made = "this test" if engine["created_by_this_test"] else "another test"
+    if engine["created_by_this_test"]:
+        made = "by this test"
+    else:
+        made = f"in {engine['created_test']}" if engine["created_test"] else "outside any test"
     where = engine["created_at"] or "an unseen site"
     return f"{engine['url']} created at {where} during {engine['created_phase']} ({made})"
 

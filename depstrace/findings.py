@@ -145,7 +145,9 @@ def _wrong_db(
     if earlier:
         # Said the way the user asks it: why does this test pass alone?
         made = "; ".join(describe_effect(effect) for effect in earlier)
-        early += f". Order effect: {made}; {words.run_alone}"
+        built = any(effect.get("kind") != "override" for effect in earlier)
+        alone = words.run_alone if built else words.run_alone_override
+        early += f". Order effect: {made}; {alone}"
         hint = words.order_fix  # the fix of the cause, not of the symptom
     return Finding(
         code=WRONG_DB,

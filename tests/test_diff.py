@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from depstrace.cli import main
-from depstrace.diff import Change, compare_requests, diff_requests, diff_runs, explain
+from depstrace.diff import Change, compare_requests, diff_requests, diff_runs, explain, render
 
 TEST = "tests/test_items.py::test_list"
 EARLIER = "tests/test_admin.py::test_export"
@@ -118,6 +118,35 @@ def test_database_override_resolved_and_findings_changes() -> None:
         ),
         Change("findings", [], ["DI_BYPASS", "WRONG_DB"]),
         Change("status", 200, 500),
+    ]
+
+
+def test_engine_and_override_changes_in_words() -> None:
+    """The text names both runs' engines with who made them, both overrides, and an
+    override an earlier test left registered as the reason."""
+    leaked = {
+        "kind": "override",
+        "object": "app.db:get_db -> tests.test_admin:prod_db",
+        "created_in_test": EARLIER,
+        "site": "tests/test_admin.py:7",
+    }
+    made = {"kind": "engine", "object": "e1", "created_in_test": EARLIER, "site": "app/db.py:12"}
+    a = request(dependencies=[node("db", "app.db:get_db", "tests.conftest:test_db")])
+    b = request(
+        dependencies=[node("db", "app.db:get_db", "tests.test_admin:prod_db")],
+        databases=[db("sqlite:///test.db", created_test=EARLIER, created_phase="setup")],
+        order_effects=[leaked, made],
+    )
+    assert render(diff_runs([a], [b]), "a.jsonl", "b.jsonl")[2:] == [
+        TEST,
+        "  GET /items (call)",
+        "    engine    A sqlite:///test.db created at app/db.py:12 during call (by this test)",
+        f"              B sqlite:///test.db created at app/db.py:12 during setup (in {EARLIER})",
+        "    resolved  A db=tests.conftest:test_db (override of app.db:get_db)",
+        "              B db=tests.test_admin:prod_db (override of app.db:get_db)",
+        f"  why: in B, the override tests.test_admin:prod_db was registered during {EARLIER} at "
+        "tests/test_admin.py:7: run alone, this test runs without it",
+        f"    also in B, engine e1 was created during {EARLIER} at app/db.py:12",
     ]
 
 
