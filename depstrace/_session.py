@@ -335,7 +335,7 @@ class TraceSession:
             "dependencies": [node.to_dict() for node in record.dependencies],
             "databases": databases,
             "findings": [],
-            "order_effects": order_effects(record),
+            "order_effects": _order_effects(record),
             "trace_id": record.trace_id,
         }
 
@@ -468,6 +468,14 @@ class TraceSession:
     def trace_error(self) -> str | None:
         """Why the trace file is missing or incomplete (for the account), or None."""
         return self.writer.error if self.writer is not None else None
+
+
+def _order_effects(record: RequestRecord) -> list[dict[str, Any]]:
+    try:
+        return order_effects(record)
+    except Exception:  # fail open: the request record goes out without them
+        report_internal_error("order effects")
+        return []
 
 
 _span_api: Any = None

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import depstrace
-from depstrace import _order
+from depstrace import _failopen, _order, _session
 from depstrace._context import restore_test_phase, set_test_phase
+from depstrace._session import TraceSession
 from depstrace.cli import main
 
 ENGINE_APP = """
@@ -405,3 +406,28 @@ def test_what_a_test_makes_belongs_to_it_unless_a_shared_fixture_made_it(
     fixture's objects belong to no test (a test run alone sets it up too)."""
     assert _order.test_of("t::a", fixture) == belongs
     assert _order.test_of(None, fixture) is None
+
+
+def test_a_fault_in_order_effects_costs_a_warning_not_the_request(
+    traced: TraceSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail open: when computing order effects raises, the request is recorded without
+    them and the fault is counted once."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    def broken(record: object) -> list[dict[str, object]]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_session, "order_effects", broken)
+    app = FastAPI()
+
+    @app.get("/")
+    def root() -> int:
+        return 1
+
+    with TestClient(app) as client:
+        assert client.get("/").json() == 1
+    (request,) = traced.requests
+    assert (request["status"], request["order_effects"]) == (200, [])
+    assert _failopen.internal_errors["order effects"] == 1
