@@ -100,6 +100,14 @@ def settings_holding(url: Any) -> Birth | None:
     got its URL.  Once per engine; nothing to do while no settings object lives."""
     if not _births:
         return None
+    try:
+        return _holding(url)
+    except Exception:  # fail open: the engine is recorded without it
+        report_internal_error("settings probe (engine URL)")
+        return None
+
+
+def _holding(url: Any) -> Birth | None:
     from sqlalchemy.engine import make_url
 
     birth: Birth  # (mypy reads the loop target as Any otherwise)

@@ -107,7 +107,7 @@ def _earlier_effects(
             if effect.get("object") == db["engine_id"]:
                 found.append(effect)
             continue
-        node = nodes.get(effect.get("dependency_id"))  # type: ignore[arg-type]
+        node = nodes.get(effect.get("dependency_id", -1))
         hops = len(nodes)  # a damaged parent chain cannot loop
         while node is not None and db.get("via_id") is not None and hops >= 0:
             if node["id"] == db["via_id"]:
