@@ -89,7 +89,8 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
                 )
             )
         if db.get("env_vars"):
-            findings.append(_from_env(where, db, words))
+            made = [effect for effect in earlier if effect.get("kind") == "engine"]
+            findings.append(_from_env(where, db, words, made))
     findings.extend(_duplicate_sessions(where, request["dependencies"]))
     return findings
 
@@ -161,7 +162,9 @@ def _wrong_db(
     )
 
 
-def _from_env(where: str, db: dict[str, Any], words: Words) -> Finding:
+def _from_env(
+    where: str, db: dict[str, Any], words: Words, earlier: Sequence[dict[str, Any]] = ()
+) -> Finding:
     names = ", ".join(f"${name}" for name in db["env_vars"])
     origins = db.get("env_origins") or {}
     told = [_env_origin(name, origins[name], words) for name in db["env_vars"] if name in origins]
@@ -170,6 +173,8 @@ def _from_env(where: str, db: dict[str, Any], words: Words) -> Finding:
         ". The environment (a CI secret, a .env file, the shell) won over the "
         "configuration meant for this run"
     )
+    if earlier:  # the variable held that value while an earlier test built the engine
+        why += f". Order effect: {describe_effect(earlier[0])}; {words.run_alone}"
     return Finding(
         code=ENGINE_FROM_ENV,
         severity="error",
