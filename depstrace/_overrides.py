@@ -246,6 +246,7 @@ class OverrideLedger:
             entry.consulted += 1
             entry.requests.add(record.id)
         node.override_site = entry.site
+        node.override_leaked_from = entry.leaked_from
         if entry.leaked_from is None or entry.leaked_from == record.test:
             return []
         where = f"{record.method} {record.path}"

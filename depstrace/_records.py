@@ -34,6 +34,10 @@ class EngineInfo:
     # name -> {"set": before_start | changed | during_run | None, "lines": [...]}
     env_origins: dict[str, dict[str, Any]] = field(default_factory=dict)
     is_test: bool | None = None  # set by the session when the engine is first seen
+    # {name, scope, site} of the fixture whose setup or teardown created it, else None
+    created_fixture: dict[str, Any] | None = None
+    # depstrace._order.Birth of the settings object whose field is this URL, if any
+    from_settings: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``engine`` JSON Lines record."""
@@ -52,6 +56,7 @@ class EngineInfo:
             "created_at": self.created_at,
             "created_phase": self.created_phase,
             "created_test": self.created_test,
+            "created_fixture": self.created_fixture,
         }
 
 
@@ -85,6 +90,8 @@ class DependencyNode:
     original_alias: Alias | None = None
     resolved_alias: Alias | None = None
     override_site: str | None = None  # where the override that served it was set (ledger)
+    override_leaked_from: str | None = None  # the earlier test that left that override set
+    born: Any = None  # depstrace._order.Birth of the value (a settings object), if noted
 
     @property
     def label(self) -> str:

@@ -23,6 +23,7 @@ from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
 from depstrace._jsonl import JsonlWriter
 from depstrace._observers import Observer
+from depstrace._order import order_effects
 from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
@@ -345,6 +346,7 @@ class TraceSession:
             "databases": databases,
             "calls": [use.to_dict() for use in list(record.outbound.values())],
             "findings": [],
+            "order_effects": _order_effects(record),
             "trace_id": record.trace_id,
         }
 
@@ -491,6 +493,14 @@ class TraceSession:
     def trace_error(self) -> str | None:
         """Why the trace file is missing or incomplete (for the account), or None."""
         return self.writer.error if self.writer is not None else None
+
+
+def _order_effects(record: RequestRecord) -> list[dict[str, Any]]:
+    try:
+        return order_effects(record)
+    except Exception:  # fail open: the request record goes out without them
+        report_internal_error("order effects")
+        return []
 
 
 _span_api: Any = None

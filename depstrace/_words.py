@@ -27,6 +27,9 @@ class Words:
     lost: str  # what SESSION_NOT_COMMITTED cost
     commit_fix: str
     env_fix: str  # {names} {name}
+    run_alone: str  # what an order effect means for the request's own test
+    run_alone_override: str  # the same when every effect is a leaked override
+    order_fix: str  # how to stop one test's objects from reaching the next
 
 
 TEST_WORDS = Words(
@@ -67,6 +70,13 @@ TEST_WORDS = Words(
         "exported by the CI job that runs the tests. Settings built at import exist "
         "before any fixture runs: monkeypatch.setenv helps only when they are built "
         "lazily (an lru_cache-d get_settings(), then get_settings.cache_clear())."
+    ),
+    run_alone="run alone, this test builds its own",
+    run_alone_override="run alone, this test runs without it",
+    order_fix=(
+        "Do not let one test's engines, settings or overrides reach the next: clear "
+        "cached factories in a fixture (get_settings.cache_clear(), get_engine.cache_clear()) "
+        "and set environment variables with monkeypatch.setenv, never os.environ[...] = ..."
     ),
 )
 
@@ -112,5 +122,11 @@ SERVER_WORDS = Words(
         "Change or unset {names} where the server gets its environment (the shell, the "
         "process manager, a .env file) and restart it, or build settings and engines "
         "from a source that the server's configuration controls."
+    ),
+    run_alone="a fresh process builds its own",
+    run_alone_override="a fresh process runs without it",
+    order_fix=(
+        "Build engines and settings from the server's configuration, not from whatever "
+        "an earlier request left behind."
     ),
 )

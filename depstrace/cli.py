@@ -52,6 +52,16 @@ with --fail-on CODES: 1 when one of CODES was found, else 2 for a damaged
 trace, else 0.
 """
 
+DIFF_EPILOG = """\
+A file whose last line was cut mid-write, or that has no summary (its run was
+killed), is compared as far as it goes, and said so on stderr.
+
+exit status:
+  0  no test present in both files differs
+  1  at least one test differs
+  2  usage error, an unreadable file, or no test present in both files
+"""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (``depstrace report --help`` lists them)."""
@@ -111,6 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep requests on a matching database: an engine id (e3), or a pattern as in "
         "DEPSTRACE_TEST_DB (a glob over the redacted URL or database name, or re:REGEX)",
     )
+    diff = commands.add_parser(
+        "diff",
+        help="compare two traces test by test (a test run alone and the suite): what "
+        "changed and which earlier test explains it (exit 0 same, 1 differences, 2 unreadable)",
+        description="Compare two trace files test by test: for each test in both, the "
+        "requests whose database, engine, override, resolved callable or findings changed, "
+        "and the engine, settings or override an earlier test made that explains it.",
+        epilog=DIFF_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diff.add_argument("a", metavar="A", help="trace file (say, the test run alone)")
+    diff.add_argument("b", metavar="B", help="trace file (say, the whole suite)")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
     run = commands.add_parser(
         "run",
         help="run COMMAND (a dev server: depstrace run -- uvicorn app.main:app) traced, "
@@ -137,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor.run(args)
     if args.command == "explain":
         return explain.run(args)
+    if args.command == "diff":
+        return _diff(args.a, args.b, output=args.format)
     if args.command == "run":
         from depstrace.launcher import run as run_command
 
@@ -274,3 +299,35 @@ def _render(
     else:
         out.write("\n".join([*lines, *gate, *run.notes]) + "\n")
     out.flush()
+
+
+def _diff(a: str, b: str, *, output: str) -> int:
+    """``depstrace diff``: compare trace files ``a`` and ``b`` test by test."""
+    import json
+
+    from depstrace.diff import diff_runs, render
+
+    runs = []
+    for path in (a, b):
+        run, readable = load([path])
+        if not readable:
+            for problem in run.problems:
+                print(f"depstrace: {problem}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        for problem in run.problems:  # compared as far as it goes
+            print(f"depstrace: note: {problem}", file=sys.stderr)
+        runs.append(run)
+    result = diff_runs(runs[0].requests, runs[1].requests)
+    if not result.tests_compared:
+        print(f"depstrace: no test has requests in both {a} and {b}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        if output == "json":
+            print(json.dumps(result.to_dict() | {"a": a, "b": b}, indent=2))
+        else:
+            print("\n".join(render(result, a, b)))
+        sys.stdout.flush()
+    except BrokenPipeError:  # as in _report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 1 if result.differs else 0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from depstrace._callables import CallableInfo, describe, ref_in
 from depstrace._context import current_frame, current_request
 from depstrace._failopen import report_internal_error
+from depstrace._order import birth_of
 from depstrace._records import Alias, DependencyNode, RequestRecord
 from depstrace._redact import redact_text
 from depstrace._sites import caller_site, library_dir
@@ -259,6 +260,7 @@ class _Frame:
 
 def _observe_value(node: DependencyNode, value: Any) -> None:
     node.value_type = value_type(value)
+    node.born = birth_of(value)
     engine = engine_of(value)
     if engine is not None:
         node.engine_id = registry.lookup(engine).id

@@ -7,10 +7,12 @@ in docs/findings/ that ``depstrace explain CODE`` prints.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from depstrace._names import callable_label, via_node
+from depstrace._order import describe as describe_effect
 from depstrace._words import TEST_WORDS, Words
 
 WRONG_DB = "WRONG_DB"
@@ -67,7 +69,8 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
     for db in request["databases"]:
         if db["is_test"]:
             continue
-        findings.append(_wrong_db(where, db, via_node(db, nodes), words))
+        earlier = _earlier_effects(db, request.get("order_effects") or (), nodes)
+        findings.append(_wrong_db(where, db, via_node(db, nodes), words, earlier))
         if db["via"] is None:
             origin = db.get("origin")
             source = f" It was reached from {origin}." if origin else ""
@@ -87,7 +90,8 @@ def request_findings(request: dict[str, Any], words: Words = TEST_WORDS) -> list
                 )
             )
         if db.get("env_vars"):
-            findings.append(_from_env(where, db, words))
+            made = [effect for effect in earlier if effect.get("kind") == "engine"]
+            findings.append(_from_env(where, db, words, made))
     findings.extend(_duplicate_sessions(where, request["dependencies"]))
     for call in request.get("calls") or ():  # traces written before calls were recorded
         if call.get("allowed") is False:
@@ -137,7 +141,37 @@ def external_outside(data: dict[str, Any], call: dict[str, Any]) -> Finding:
     return _external(f"{_call(call)} was called outside any request, {when}", call)
 
 
-def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words: Words) -> Finding:
+def _earlier_effects(
+    db: dict[str, Any], effects: Iterable[dict[str, Any]], nodes: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The order effects (docs/format.md) behind ``db``: its engine, and what an earlier
+    test made for the dependency that provided it or for one below that dependency."""
+    found = []
+    for effect in effects:
+        if not isinstance(effect, dict) or not effect.get("created_in_test"):
+            continue  # a hand-edited or foreign record: say nothing rather than fail
+        if effect.get("kind") == "engine":
+            if effect.get("object") == db["engine_id"]:
+                found.append(effect)
+            continue
+        node = nodes.get(effect.get("dependency_id", -1))
+        hops = len(nodes)  # a damaged parent chain cannot loop
+        while node is not None and db.get("via_id") is not None and hops >= 0:
+            if node["id"] == db["via_id"]:
+                found.append(effect)
+                break
+            node = nodes.get(node["parent"]) if node["parent"] is not None else None
+            hops -= 1
+    return found
+
+
+def _wrong_db(
+    where: str,
+    db: dict[str, Any],
+    via: dict[str, Any] | None,
+    words: Words,
+    earlier: Sequence[dict[str, Any]] = (),
+) -> Finding:
     engine = f"engine {db['engine_id']}{_created(db)}"
     if db["via"] is not None:
         # Named so the name finds the object the route used (a wrapper is not
@@ -155,6 +189,13 @@ def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words:
             f". The engine was built at {db['created_phase']} time, {words.too_early}: "
             f"create it lazily (a cached factory) or {words.build_later}"
         )
+    if earlier:
+        # Said the way the user asks it: why does this test pass alone?
+        made = "; ".join(describe_effect(effect) for effect in earlier)
+        built = any(effect.get("kind") != "override" for effect in earlier)
+        alone = words.run_alone if built else words.run_alone_override
+        early += f". Order effect: {made}; {alone}"
+        hint = words.order_fix  # the fix of the cause, not of the symptom
     return Finding(
         code=WRONG_DB,
         severity="error",
@@ -167,7 +208,9 @@ def _wrong_db(where: str, db: dict[str, Any], via: dict[str, Any] | None, words:
     )
 
 
-def _from_env(where: str, db: dict[str, Any], words: Words) -> Finding:
+def _from_env(
+    where: str, db: dict[str, Any], words: Words, earlier: Sequence[dict[str, Any]] = ()
+) -> Finding:
     names = ", ".join(f"${name}" for name in db["env_vars"])
     origins = db.get("env_origins") or {}
     told = [_env_origin(name, origins[name], words) for name in db["env_vars"] if name in origins]
@@ -176,6 +219,8 @@ def _from_env(where: str, db: dict[str, Any], words: Words) -> Finding:
         ". The environment (a CI secret, a .env file, the shell) won over the "
         "configuration meant for this run"
     )
+    if earlier:  # the variable held that value while an earlier test built the engine
+        why += f". Order effect: {describe_effect(earlier[0])}; {words.run_alone}"
     return Finding(
         code=ENGINE_FROM_ENV,
         severity="error",

@@ -24,6 +24,7 @@ from depstrace import guard
 from depstrace._context import current_request, test_phase
 from depstrace._envorigin import origin as env_origin
 from depstrace._failopen import report_internal_error
+from depstrace._order import settings_holding
 from depstrace._origin import describe_origin
 from depstrace._records import EngineInfo, RequestRecord
 from depstrace._redact import database_name, redact_url
@@ -100,6 +101,10 @@ class EngineRegistry:
                 env_vars=names,
                 # Rare (a variable holds this very URL): worth a look at where it came from.
                 env_origins={name: env_origin(name) for name in names},
+                # the fixture making it now: one made by a shared-scope fixture is no
+                # order effect (depstrace._order)
+                created_fixture=test_phase().fixture if created_test is not None else None,
+                from_settings=settings_holding(url),
             )
             key = id(engine)
 

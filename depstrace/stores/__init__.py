@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from depstrace import guard
+from depstrace import _order, guard
 from depstrace import sqlalchemy as _sqlalchemy
 from depstrace._failopen import report_internal_error
 from depstrace.sqlalchemy import attribute
@@ -76,6 +76,8 @@ def install(patches: PatchRegistry, outside_sink: OutsideSink) -> None:
         ("asyncpg", functools.partial(pgdrivers.patch_asyncpg, patches), None),
         ("psycopg", functools.partial(pgdrivers.patch_psycopg, patches), None),
         *calls.hooks(patches),  # outbound HTTP, AWS, Redis, fakes (docs/calls.md)
+        # not a store: settings objects, for order effects (depstrace._order)
+        ("pydantic_settings", functools.partial(_order.install, patches), None),
     ]
     waiting: dict[str, Callable[[], None]] = {}
     for name, now, on_import in hooks:
@@ -101,6 +103,7 @@ def uninstall() -> None:
         _watcher = None
     mongo.detach()
     pgdrivers.forget()
+    _order.uninstall()
     _instrumented.clear()
     _outside_sink = None
     while _choose_extractor in _sqlalchemy.store_choosers:
