@@ -420,12 +420,16 @@ def _reference_nodes(variant: str) -> int | None:
 class Worker:
     """A worker process of one variant, driven line by line."""
 
-    def __init__(self, variant: str) -> None:
+    def __init__(self, variant: str, before: str | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPSTRACE", "OTEL_"))}
         env["PYTHONHASHSEED"] = "0"
+        role = variant
+        if variant == "before":  # depstrace recording, imported from another checkout
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [before, env.get("PYTHONPATH")]))
+            role = "depstrace"
         self.variant = variant
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE), "--worker", variant],
+            [sys.executable, str(HERE), "--worker", role],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -592,6 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--sample-trace", help=argparse.SUPPRESS)
     parser.add_argument("--report-child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run depstrace imported from DIR (a directory holding another version's "
+        "depstrace/ package, e.g. from `git archive main depstrace | tar -x -C DIR`) "
+        "as the variant 'before'",
+    )
     args = parser.parse_args(argv)
     if args.report_child:
         report_child(args.report_child)
@@ -603,13 +614,13 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker)
         return 0
     quick = args.quick
-    rounds, n = (3, 30) if quick else (15, 200)
-    variants = VARIANTS
+    rounds, n = (3, 30) if quick else (7, 100)
+    variants = VARIANTS + (("before",) if args.before else ())
     print("# depstrace benchmark" + (" (quick: few rounds, read the shape only)" if quick else ""))
     print(f"\nmachine: {_machine()}\nversions: {_versions()}")
     print(f"rounds: {rounds}, requests per round and cell: {n}; cells are the median of the")
     print("round medians in microseconds per request (min-max of the rounds); ratios to 'none'")
-    workers = {variant: Worker(variant) for variant in variants}
+    workers = {variant: Worker(variant, args.before) for variant in variants}
     try:
         nodes = workers["depstrace"].facts.get("nodes")
         disabled = workers["disabled"].facts

@@ -26,6 +26,7 @@ from depstrace._observers import Observer
 from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
+from depstrace._requestlog import RequestLog
 from depstrace._testdb import TestDatabaseRule
 from depstrace._words import TEST_WORDS, Words
 from depstrace.fastapi import app_id, app_title, title_of
@@ -73,7 +74,8 @@ class TraceSession:
     ) -> None:
         self.rule = rule
         self.words = words  # tests and fixtures, or requests and the server process
-        self.requests: list[dict[str, Any]] = []
+        # Closed request dicts; all but the most recent are kept on disk (_requestlog).
+        self.requests = RequestLog()
         self.engines: dict[str, dict[str, Any]] = {}
         self.listeners: list[Listener] = []
         self.observers: list[Observer] = []
@@ -443,12 +445,11 @@ class TraceSession:
         self._closed = True
         notes = self.finish_observers()
         self.flush_outside()
-        wrong = [r for r in self.requests if any(not d["is_test"] for d in r["databases"])]
         summary = {
             "type": "summary",
             "schema": SCHEMA,
             "requests": len(self.requests),
-            "wrong_db_requests": len(wrong),
+            "wrong_db_requests": self.requests.wrong_db,
             "engines": len(self.engines),
             "internal_errors": internal_errors + self._merged_errors,
         }

@@ -1,0 +1,47 @@
+"""depstrace._requestlog: request dicts moved to the spool read back equal, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from depstrace._requestlog import RequestLog
+
+
+def request(number: int, test: str | None, *, is_test: bool = True) -> dict[str, Any]:
+    """A request dict shaped like the ones the session appends."""
+    return {
+        "type": "request",
+        "id": f"r{number}",
+        "test": test,
+        "path": "/caf\u00e9",  # not ASCII: offsets count bytes
+        "databases": [{"url": "sqlite:///x.db", "is_test": is_test, "statements": number}],
+        "dependencies": [{"id": 0, "name": "db", "duration_ms": 0.1 * number, "alias": None}],
+        "findings": [],
+    }
+
+
+def test_spooled_requests_read_back_equal() -> None:
+    """With two kept in memory, the other eight come back from the spool equal and in
+    order, through iteration, indexing, slices and ``for_test``."""
+    log = RequestLog(keep=2)
+    records = [request(n, f"t.py::t{n % 3}", is_test=n != 4) for n in range(10)]
+    for record in records:
+        log.append(record)
+    assert repr(log) == "<RequestLog 10 requests, 8 spooled>"
+    assert list(log) == records
+    assert log == records
+    assert (log[0], log[-1], log[3:5]) == (records[0], records[-1], records[3:5])
+    assert log.for_test("t.py::t1") == [records[1], records[4], records[7]]
+    assert log.wrong_db == 1
+
+
+def test_clear_starts_afresh() -> None:
+    """``clear`` (a forked child) forgets everything and spools into a new file."""
+    log = RequestLog(keep=1)
+    for n in range(3):
+        log.append(request(n, None))
+    log.clear()
+    assert (len(log), bool(log), log.wrong_db) == (0, False, 0)
+    log.append(request(7, None))
+    log.append(request(8, None))
+    assert list(log) == [request(7, None), request(8, None)]
