@@ -44,6 +44,7 @@ class RequestLog(Sequence[dict[str, Any]]):
         self._end = 0
         self._spool: IO[bytes] | None = self._open()
         self._writable = self._spool is not None
+        self._at_end = True  # the spool's position is its end (appends need no seek)
         self.wrong_db = 0  # requests that reached a non-test database (the summary record)
 
     def __del__(self) -> None:
@@ -78,7 +79,9 @@ class RequestLog(Sequence[dict[str, Any]]):
         assert spool is not None
         try:
             data = encode_line(record).encode("utf-8", "backslashreplace")
-            spool.seek(self._end)
+            if not self._at_end:  # a read moved the position (a seek flushes: only then)
+                spool.seek(self._end)
+                self._at_end = True
             spool.write(data)
         except Exception:
             self._writable = False  # from now on everything stays in memory
@@ -94,6 +97,7 @@ class RequestLog(Sequence[dict[str, Any]]):
         _, offset, length = entry
         spool = self._spool
         assert spool is not None  # entries are spooled only while it works
+        self._at_end = False
         spool.seek(offset)
         record: dict[str, Any] = decode_line(spool.read(length).decode("utf-8"))
         return record
@@ -148,6 +152,7 @@ class RequestLog(Sequence[dict[str, Any]]):
             self._spooled = self._end = self.wrong_db = 0
             self._spool = self._open()
             self._writable = self._spool is not None
+            self._at_end = True
 
     def __repr__(self) -> str:
         return f"<RequestLog {len(self)} requests, {self._spooled} spooled>"

@@ -45,3 +45,17 @@ def test_clear_starts_afresh() -> None:
     log.append(request(7, None))
     log.append(request(8, None))
     assert list(log) == [request(7, None), request(8, None)]
+
+
+def test_appends_after_reads_land_at_the_end() -> None:
+    """Reading an old entry moves the spool's position; the next spooled entry still
+    goes to the end, so every entry reads back as appended."""
+    log = RequestLog(keep=1)
+    records = [request(n, None) for n in range(6)]
+    for record in records[:3]:
+        log.append(record)
+    assert log[0] == records[0]
+    for record in records[3:]:
+        log.append(record)
+        assert log[1] == records[1]
+    assert list(log) == records
