@@ -59,3 +59,18 @@ def test_appends_after_reads_land_at_the_end() -> None:
         log.append(record)
         assert log[1] == records[1]
     assert list(log) == records
+
+
+def test_read_back_is_exact_and_unpicklable_values_stay_in_memory() -> None:
+    """A tuple comes back a tuple; a record holding something that does not pickle
+    stays in memory, and the ones after it are still spooled."""
+    log = RequestLog(keep=1)
+    exact = request(1, None) | {"alias": ("ref", None)}
+    odd = request(2, None) | {"value": lambda: None}
+    for record in (exact, odd, request(3, None), request(4, None)):
+        log.append(record)
+    assert log[0] == exact
+    assert isinstance(log[0]["alias"], tuple)
+    assert log[1] is odd
+    assert log[2] == request(3, None)
+    assert repr(log) == "<RequestLog 4 requests, 2 spooled>"
