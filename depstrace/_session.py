@@ -186,6 +186,7 @@ class TraceSession:
         found = request_findings(data, self.words) + record.live_findings
         data["findings"] = [f.to_dict() for f in found]
         record.calls, record.provider, record.app_objects = [], None, []  # no live refs kept
+        record.cache_seen = None  # FastAPI's dependency cache holds the request's values
         with self._lock:
             self.requests.append(data)
             listeners = list(self.listeners)
