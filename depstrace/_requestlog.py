@@ -11,14 +11,19 @@ what this process wrote itself, so unpickling it trusts nothing foreign.  The
 assertion filters by test first (:meth:`for_test`), so it decodes only the
 requests of the test it checks.
 
-The spool is an unnamed temporary file opened when the log is created (at
-``instrument()``, before any test can patch what ``tempfile`` uses) and gone
-when the process ends.  Fail open: when it cannot be opened or written, the
-log keeps dicts in memory, as before.
+The spool is an unnamed, unbuffered temporary file opened when the log is
+created (at ``instrument()``, before any test can patch what ``tempfile``
+uses) and gone when the process ends.  Pickles are batched in memory and
+written with ``os.pwrite`` at their own offsets, read with ``os.pread``: a
+forked child (the launcher's workers) shares the file's position with its
+parent, so nothing relies on it, and an unbuffered file has no buffer a
+child's ``close`` could flush into the parent's file.  Fail open: when the
+spool cannot be opened or written, what it would hold stays in memory.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,8 +34,12 @@ from typing import IO, Any, overload
 
 from depstrace._failopen import report_internal_error
 
-_TemporaryFile = tempfile.TemporaryFile  # bound at import: tests patch tempfile's attributes
+# Bound at import: tests patch tempfile's and os's attributes.
+_TemporaryFile = tempfile.TemporaryFile
+_pwrite = getattr(os, "pwrite", None)  # not on Windows: there the log stays in memory
+_pread = getattr(os, "pread", None)
 KEEP = 256  # the most recent requests stay dicts (tests read session.requests[-1])
+BATCH = 1 << 18  # bytes of pickles gathered before one pwrite
 
 Spooled = tuple[str | None, int, int]  # (test, offset, length) in the spool
 
@@ -42,11 +51,12 @@ class RequestLog(Sequence[dict[str, Any]]):
         self._keep = keep
         self._lock = threading.RLock()
         self._entries: list[dict[str, Any] | Spooled] = []
-        self._spooled = 0  # entries before this index are in the spool
-        self._end = 0
+        self._spooled = 0  # entries before this index are spooled (or would not pickle)
+        self._end = 0  # offset of the next pickle
+        self._written = 0  # bytes on disk; pickles from here to _end are in _pending
+        self._pending: list[bytes] = []
         self._spool: IO[bytes] | None = self._open()
         self._writable = self._spool is not None
-        self._at_end = True  # the spool's position is its end (appends need no seek)
         self.wrong_db = 0  # requests that reached a non-test database (the summary record)
 
     def __del__(self) -> None:
@@ -56,8 +66,10 @@ class RequestLog(Sequence[dict[str, Any]]):
 
     @staticmethod
     def _open() -> IO[bytes] | None:
+        if _pwrite is None or _pread is None:
+            return None
         try:
-            return _TemporaryFile(prefix="depstrace-requests-")
+            return _TemporaryFile(buffering=0, prefix="depstrace-requests-")
         except Exception:  # no writable temporary directory: keep everything in memory
             report_internal_error("request spool (open)")
             return None
@@ -75,37 +87,59 @@ class RequestLog(Sequence[dict[str, Any]]):
 
     def _spool_one(self) -> None:
         index = self._spooled
+        self._spooled = index + 1
         record = self._entries[index]
         assert isinstance(record, dict)
-        spool = self._spool
-        assert spool is not None
         try:
             data = _dumps(record, HIGHEST_PROTOCOL)
         except Exception:  # a value that does not pickle: this one stays in memory
-            self._spooled = index + 1
-            return
-        try:
-            if not self._at_end:  # a read moved the position (a seek flushes: only then)
-                spool.seek(self._end)
-                self._at_end = True
-            spool.write(data)
-        except Exception:
-            self._writable = False  # from now on everything stays in memory
-            report_internal_error("request spool (write)")
             return
         self._entries[index] = (record.get("test"), self._end, len(data))
+        self._pending.append(data)
         self._end += len(data)
-        self._spooled = index + 1
+        if self._end - self._written >= BATCH:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Write the batch at its offset; on failure it stays in memory for good."""
+        if not self._pending or not self._writable:
+            return
+        spool = self._spool
+        assert spool is not None
+        assert _pwrite is not None
+        data = b"".join(self._pending)
+        try:
+            done = 0
+            while done < len(data):
+                done += _pwrite(spool.fileno(), data[done:], self._written + done)
+        except Exception:
+            self._writable = False  # later records stay dicts; the batch stays readable
+            self._pending = [data]
+            report_internal_error("request spool (write)")
+            return
+        self._pending = []
+        self._written = self._end
 
     def _load(self, entry: dict[str, Any] | Spooled) -> dict[str, Any]:
         if isinstance(entry, dict):
             return entry
         _, offset, length = entry
-        spool = self._spool
-        assert spool is not None  # entries are spooled only while it works
-        self._at_end = False
-        spool.seek(offset)
-        record: dict[str, Any] = _loads(spool.read(length))
+        if offset >= self._written:  # still in the batch: write it (one pwrite) first
+            self._write_pending()
+        if offset >= self._written:  # writing failed: the batch is one bytes object
+            start = offset - self._written
+            data = self._pending[0][start : start + length]
+        else:
+            spool = self._spool
+            assert spool is not None
+            assert _pread is not None
+            data = b""
+            while len(data) < length:
+                chunk = _pread(spool.fileno(), length - len(data), offset + len(data))
+                if not chunk:
+                    raise OSError(f"depstrace request spool: {length} bytes at {offset} are gone")
+                data += chunk
+        record: dict[str, Any] = _loads(data)
         return record
 
     def __len__(self) -> int:
@@ -153,12 +187,11 @@ class RequestLog(Sequence[dict[str, Any]]):
         since the parent's file descriptor is shared)."""
         with self._lock:
             if self._spool is not None:
-                self._spool.close()
-            self._entries = []
-            self._spooled = self._end = self.wrong_db = 0
+                self._spool.close()  # unbuffered: closing writes nothing
+            self._entries, self._pending = [], []
+            self._spooled = self._end = self._written = self.wrong_db = 0
             self._spool = self._open()
             self._writable = self._spool is not None
-            self._at_end = True
 
     def __repr__(self) -> str:
         spooled = sum(not isinstance(entry, dict) for entry in self._entries)

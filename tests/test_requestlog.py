@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any
 
+import pytest
+
+from depstrace import _failopen, _requestlog
 from depstrace._requestlog import RequestLog
 
 
@@ -74,3 +79,50 @@ def test_read_back_is_exact_and_unpicklable_values_stay_in_memory() -> None:
     assert log[1] is odd
     assert log[2] == request(3, None)
     assert repr(log) == "<RequestLog 4 requests, 2 spooled>"
+
+
+def test_a_failed_write_keeps_every_record_readable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the spool cannot be written, the batch stays in memory, later records stay
+    dicts, every record still reads back, and the fault is counted once."""
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_requestlog, "BATCH", 1)  # every pickle is written at once
+    log = RequestLog(keep=1)
+    records = [request(n, None) for n in range(5)]
+    log.append(records[0])
+    log.append(records[1])  # spools records[0]: written
+    _failopen.reset()
+    monkeypatch.setattr(_requestlog, "_pwrite", full)
+    for record in records[2:]:
+        log.append(record)  # records[1] fails to be written; the rest stay dicts
+    assert list(log) == records
+    assert dict(_failopen.internal_errors) == {"request spool (write)": 1}
+    _failopen.reset()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_spool_alone() -> None:
+    """A child that clears its log and spools its own records (the launcher's forked
+    workers) changes nothing the parent reads back."""
+    log = RequestLog(keep=1)
+    records = [request(n, "parent") for n in range(4)]
+    for record in records:
+        log.append(record)
+    assert log[0] == records[0]  # written: the child shares the file
+    with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock" (xdist)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: its own records, then exit without pytest's cleanup
+        try:
+            log.clear()
+            for n in range(50):
+                log.append(request(n, "child"))
+            code = 0 if log[10] == request(10, "child") else 1
+        finally:
+            os._exit(locals().get("code", 2))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log.append(request(9, "parent"))
+    assert list(log) == [*records, request(9, "parent")]
