@@ -60,7 +60,7 @@ class EngineInfo:
         }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class DependencyNode:
     """One ``Depends`` (or ``Security``) node solved during a request."""
 
@@ -186,6 +186,11 @@ class RequestRecord:
     on_solving: Any = None  # called once when FastAPI starts solving (set when observers listen)
     # Per-observer state (an OpenTelemetry parent context, ...), keyed by observer name.
     extras: dict[str, Any] = field(default_factory=dict)
+    # The solver's view of FastAPI's dependency cache (depstrace.fastapi._in_cache):
+    # the cache object, the ids of the callables heading its keys, how many keys read.
+    cache_seen: Any = None
+    cache_calls: set[int] = field(default_factory=set)
+    cache_read: int = 0
 
     def note_statement(self, engine: EngineInfo, operation: str) -> DatabaseUse:
         """Count one statement on ``engine`` (called from the SQLAlchemy listener)."""

@@ -27,6 +27,7 @@ from depstrace._order import order_effects
 from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
+from depstrace._requestlog import RequestLog
 from depstrace._testdb import TestDatabaseRule
 from depstrace._words import TEST_WORDS, Words
 from depstrace.calls import AllowList, OutsideCalls
@@ -83,7 +84,8 @@ class TraceSession:
         self.allow = allow or AllowList()  # hosts tests may call (DEPSTRACE_ALLOW_HOSTS)
         self.outside_calls = OutsideCalls()  # outbound calls outside any request
         self.words = words  # tests and fixtures, or requests and the server process
-        self.requests: list[dict[str, Any]] = []
+        # Closed request dicts; all but the most recent are kept on disk (_requestlog).
+        self.requests = RequestLog()
         self.engines: dict[str, dict[str, Any]] = {}
         self.listeners: list[Listener] = []
         self.observers: list[Observer] = []
@@ -195,6 +197,7 @@ class TraceSession:
         found = request_findings(data, self.words) + record.live_findings
         data["findings"] = [f.to_dict() for f in found]
         record.calls, record.provider, record.app_objects = [], None, []  # no live refs kept
+        record.cache_seen = None  # FastAPI's dependency cache holds the request's values
         with self._lock:
             self.requests.append(data)
             listeners = list(self.listeners)
@@ -470,12 +473,11 @@ class TraceSession:
         self._closed = True
         notes = self.finish_observers()
         self.flush_outside()
-        wrong = [r for r in self.requests if any(not d["is_test"] for d in r["databases"])]
         summary = {
             "type": "summary",
             "schema": SCHEMA,
             "requests": len(self.requests),
-            "wrong_db_requests": len(wrong),
+            "wrong_db_requests": self.requests.wrong_db,
             "engines": len(self.engines),
             "internal_errors": internal_errors + self._merged_errors,
         }

@@ -45,14 +45,15 @@ def assert_all_resolved_to_test_db(test_db: Any = None, *, scope: str = "test") 
             "DEPSTRACE=1 (or --depstrace), or call depstrace.instrument() first"
         )
     rule = session.rule if test_db is None else TestDatabaseRule.coerce(test_db)
-    requests = list(session.requests)
     if scope == "test":
         nodeid = test_phase().nodeid
         if nodeid is None:
             raise ValueError(
                 "scope='test' needs a running pytest test; use scope='session' outside tests"
             )
-        requests = [r for r in requests if r["test"] == nodeid]
+        requests = session.requests.for_test(nodeid)  # decodes only this test's requests
+    else:
+        requests = list(session.requests)
     bad = offending(reevaluate(r, rule.matches) for r in requests)
     if not bad:
         return

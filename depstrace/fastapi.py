@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Callable
+from itertools import islice
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -185,16 +186,22 @@ class _Frame:
             return None  # somebody else's nested solve (a plugin calling the solver)
         self._close_last()
         cache = kwargs.get("dependency_cache")
+        record = self.record
         # FastAPI's cache keys start with the callable: only compute the full key
         # (scopes included) when this callable is in the cache at all, or when
         # the value can only be found there (no parameter name).
         key = None
-        if sub.name is None or (sub.use_cache and cache and any(k[0] is original for k in cache)):
+        if sub.name is None or (sub.use_cache and cache and _in_cache(record, cache, original)):
             key = self.key_of(sub, kwargs)
         original_info = describe(original)
         resolved_info = original_info if dependant.call is original else describe(dependant.call)
         parent = self.node_child.node.id if self.node_child is not None else None
-        record = self.record
+        if provider is None:
+            provider_id = None
+        elif provider is record.provider:  # the same app all request long: one id lookup
+            provider_id = record.provider_id
+        else:
+            provider_id = app_id(provider)
         node = DependencyNode(
             id=len(record.dependencies),
             name=sub.name,
@@ -206,7 +213,7 @@ class _Frame:
             kind=resolved_info.kind,
             callable_type=resolved_info.callable_type,
             parent=parent,
-            provider=app_id(provider) if provider is not None else None,
+            provider=provider_id,
             scope=getattr(sub, "scope", None),
             use_cache=sub.use_cache,
             cached=bool(key is not None and sub.use_cache and cache and key in cache),
@@ -256,6 +263,25 @@ class _Frame:
             key = child.key if child.key is not None else self.key_of(child.sub, self.kwargs)
             if key in cache:
                 _observe_value(child.node, cache[key])
+
+
+def _in_cache(record: RequestRecord, cache: dict[Any, Any], call: Any) -> bool:
+    """Whether a key of FastAPI's dependency ``cache`` starts with ``call``.
+
+    The ids of the callables heading its keys are kept on the record and only
+    the keys added since the last look are read: FastAPI never removes one, and
+    scanning the whole cache for every ``Depends`` made a request's cost grow
+    with the square of its dependency count.
+    """
+    if record.cache_seen is not cache:
+        record.cache_seen, record.cache_calls, record.cache_read = cache, set(), 0
+    size = len(cache)
+    if size > record.cache_read:
+        calls = record.cache_calls
+        for key in islice(cache, record.cache_read, None):
+            calls.add(id(key[0]))
+        record.cache_read = size
+    return id(call) in record.cache_calls
 
 
 def _observe_value(node: DependencyNode, value: Any) -> None:

@@ -234,11 +234,28 @@ def env_vars_for(url: Any) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+# Statement string -> operation: an application runs the same few hundred statement
+# strings over and over (SQLAlchemy caches their compilation), so each is classified once.
+_operations: dict[str, str] = {}
+_OPERATIONS_LIMIT = 4096
+
+
+def operation_of(statement: str) -> str:
+    """:func:`_operation`, cached per statement string."""
+    operation = _operations.get(statement)
+    if operation is None:
+        operation = _operation(statement)
+        if len(_operations) >= _OPERATIONS_LIMIT:
+            _operations.clear()
+        _operations[statement] = operation
+    return operation
+
+
 def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
     try:
-        operation = _operation(statement)
+        operation = operation_of(statement)
         if operation not in TRANSACTION_CONTROL:
             attribute(registry.lookup(conn.engine), operation, _outside_sink)
     except Exception:  # the tracer never breaks the application it observes
@@ -479,6 +496,7 @@ def uninstall() -> None:
     _outside_commit_sink = None
     registry.clear()
     _extractors.clear()
+    _type_names.clear()
 
 
 # --- which engine does a dependency's value use? -------------------------------
@@ -591,7 +609,15 @@ def _choose_extractor(kind: type) -> Extractor | None:
     return _attribute_engine
 
 
+_type_names: dict[type, str] = {}
+
+
 def value_type(value: Any) -> str:
-    """``module:qualname`` of the value's type, for the record."""
+    """``module:qualname`` of the value's type, for the record (built once per type)."""
     kind = type(value)
-    return f"{kind.__module__}:{kind.__qualname__}"
+    name = _type_names.get(kind)
+    if name is None:
+        name = f"{kind.__module__}:{kind.__qualname__}"
+        if len(_type_names) < 4096:
+            _type_names[kind] = name
+    return name
