@@ -145,6 +145,19 @@ class DatabaseUse:
     discarded_writes: int = 0  # writes a rollback threw away
     commits: int = 0  # commits and savepoint releases
     origin: str | None = None  # where a non-test engine was reached from (findings only)
+    refused: dict[str, int] = field(default_factory=dict)  # by the guard: never ran
+
+    def refuse(self, operation: str) -> None:
+        """The guard refused the statement just counted: it stays a statement (it was
+        attempted) but leaves ``operations``, so no account calls it a write or a read."""
+        left = self.operations.get(operation, 0) - 1
+        if left > 0:
+            self.operations[operation] = left
+        else:
+            self.operations.pop(operation, None)
+        self.refused[operation] = self.refused.get(operation, 0) + 1
+        if operation in WRITES and self.pending_writes > 0:
+            self.pending_writes -= 1
 
 
 @dataclass(eq=False)

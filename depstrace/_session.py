@@ -306,6 +306,7 @@ class TraceSession:
                     "is_test": self.is_test(engine),
                     "statements": use.statements,
                     "operations": dict(use.operations),
+                    "refused": dict(use.refused),
                     "via": via.label if via is not None else None,
                     "via_id": via.id if via is not None else None,
                     "via_callable": via.resolved if via is not None else None,
@@ -383,6 +384,13 @@ class TraceSession:
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
 
+    def outside_use(self, engine: EngineInfo) -> DatabaseUse | None:
+        """What is counted on ``engine`` outside any request in the running test phase."""
+        running = test_phase()
+        fixture = running.fixture
+        named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
+        return self._outside.get((engine.id, running.nodeid, running.phase, *named))
+
     def note_outside_commit(self, engine: EngineInfo) -> None:
         """Count a commit outside any request on the statements counted there."""
         running = test_phase()
@@ -416,18 +424,22 @@ class TraceSession:
                 "is_test": self.is_test(use.engine),
                 "statements": use.statements,
                 "operations": dict(use.operations),
+                "refused": dict(use.refused),
                 "commits": use.commits,
                 "origin": use.origin,
                 "created_at": use.engine.created_at,
                 "created_phase": use.engine.created_phase,
             }
             self._write(data)
-            if not data["is_test"] and not set(use.operations) <= ADMIN_OPERATIONS:
+            if (
+                not data["is_test"]
+                and not set(use.operations) | set(use.refused) <= ADMIN_OPERATIONS
+            ):
                 finding = outside_request(data, self.words)
                 self.add_run_finding(
                     finding.to_dict()
                     | {"test": test, "phase": phase, "url": use.engine.url}
-                    | {k: data[k] for k in ("fixture", "operations", "commits")}
+                    | {k: data[k] for k in ("fixture", "operations", "refused", "commits")}
                 )
 
     def _flush_calls(self) -> None:

@@ -44,11 +44,19 @@ class Tally:
 
     operations: dict[str, int] = field(default_factory=dict)
     commits: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # by the guard: never ran
 
-    def add(self, operations: dict[str, int] | None, commits: int | None) -> None:
+    def add(
+        self,
+        operations: dict[str, int] | None,
+        commits: int | None,
+        refused: dict[str, int] | None = None,
+    ) -> None:
         """Add one database use (``databases[]`` entry or outside-request record)."""
         for verb, count in (operations or {}).items():
             self.operations[verb] = self.operations.get(verb, 0) + count
+        for verb, count in (refused or {}).items():
+            self.refused[verb] = self.refused.get(verb, 0) + count
         self.commits += commits or 0
 
     @property
@@ -66,6 +74,10 @@ class Tally:
         parts.append(f"writes {sum(writes.values())} ({verbs(writes)})" if writes else "no writes")
         if writes or self.commits:
             parts.append(plural(self.commits, "commit") if self.commits else "no commit")
+        if self.refused:
+            parts.append(
+                f"refused by the guard {sum(self.refused.values())} ({verbs(self.refused)})"
+            )
         return ", ".join(parts)
 
 
@@ -333,7 +345,7 @@ def group_offenders(
             )
             group.requests.append(request)
             group.findings.extend((request, f) for f in mine)
-            group.tally.add(db.get("operations"), db.get("commits"))
+            group.tally.add(db.get("operations"), db.get("commits"), db.get("refused"))
     return sorted(groups.values(), key=_writes_first)
 
 
@@ -469,7 +481,8 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
         first = members[0].finding
         tally = Tally()
         for member in members:
-            tally.add(member.finding.get("operations"), member.finding.get("commits"))
+            finding = member.finding
+            tally.add(finding.get("operations"), finding.get("commits"), finding.get("refused"))
         tests = list(dict.fromkeys(m.tests for m in members))
         noun = "request" if members[0].where else "time"
         head = f"  {first['code']}  {plural(len(members), noun)} in {plural(len(tests), 'test')}"
@@ -477,7 +490,7 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
         if fixture is not None:
             stage = "teardown" if first.get("phase") == "teardown" else "setup"
             head = f"  {first['code']}  {describe_fixture(fixture)} {stage}"
-        if tally.operations:
+        if tally.operations or tally.refused:
             head += f": {tally.describe()}"
         lines.append(head)
         if quiet:

@@ -234,20 +234,22 @@ def check(
                 _note_allowed(guard, info, operation, allowance)
                 return
             record = _record(guard, info, operation, table or _table(text), "refused")
-        _unpend(info, operation)
+        _refused(guard, info, operation)
     except Exception:  # the guard's own fault lets the statement through, and says so
         report_internal_error("guard")
         return
     raise GuardRefused(_message(guard, info, record), record)
 
 
-def _unpend(info: EngineInfo, operation: str) -> None:
-    """A refused write stays counted (it was attempted) but is no write waiting for a
-    commit: a rollback must not make it a SESSION_NOT_COMMITTED."""
+def _refused(guard: _Guard, info: EngineInfo, operation: str) -> None:
+    """The refused statement stays counted (it was attempted) but as refused, not as a
+    read or write: the account's "wrote to a non-test database" is what reached it, and a
+    rollback does not make the refused write a SESSION_NOT_COMMITTED."""
     request = current_request.get()
-    use = request.databases.get(info.id) if request is not None else None
-    if use is not None and operation in WRITES and use.pending_writes > 0:
-        use.pending_writes -= 1
+    session = guard.session
+    use = request.databases.get(info.id) if request is not None else session.outside_use(info)
+    if use is not None:
+        use.refuse(operation)
 
 
 def check_commit(info: EngineInfo | None, connection_info: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ def describe_request(request: Record) -> list[str]:
             f"{db['statements']} statement{'s' if db['statements'] != 1 else ''}]"
         )
         tally = Tally()
-        tally.add(db.get("operations"), db.get("commits"))
+        tally.add(db.get("operations"), db.get("commits"), db.get("refused"))
         if tally.writes:  # writes first: the one fact that turns a leak into damage
             lines.append(f"  writes     {tally.describe().partition('writes ')[2]}")
         lines.append(f"  via        {_chain(db, deps)}")

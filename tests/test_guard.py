@@ -184,6 +184,26 @@ def test_writes_mode_refuses_writes_and_lets_reads_and_allowances_through(
     refused = next(r for r in trace if r["type"] == "guard")
     assert [f["code"] for f in refused["findings"]] == ["WRONG_DB", "DI_BYPASS", "ENGINE_FROM_ENV"]
     assert refused["request"]["method"] == "POST"
+    # What was refused never ran: it is no write of the account's first lines, and the
+    # records count it apart from the statements that reached the database.
+    account = out.split("= depstrace =", 1)[1]
+    assert "depstrace: 2 requests wrote to a non-test database and committed" in account
+    assert "without a commit" not in account
+    assert "refused by the guard 2 (INSERT 2)" in account
+    written = [
+        (r["test"].rpartition(":")[2], db["operations"], db["refused"])
+        for r in trace
+        if r["type"] == "request" and r["method"] == "POST"
+        for db in r["databases"]
+    ]
+    assert written == [
+        ("test_write_fails", {}, {"INSERT": 1}),
+        ("test_write_is_a_500", {}, {"INSERT": 1}),
+        ("test_marker_allows", {"INSERT": 1}, {}),
+        ("test_context_manager_allows", {"INSERT": 1}, {}),
+    ]
+    outside = [r for r in trace if r["type"] == "outside_request" and r["refused"]]
+    assert [(r["operations"], r["refused"]) for r in outside] == [({}, {"DELETE": 1})]
 
 
 def test_all_mode_refuses_reads_too(
