@@ -9,6 +9,7 @@ after depstrace has recorded it, and no test needs the internet.  No
 """
 
 import asyncio
+import contextlib
 import http.server
 import json
 import os
@@ -312,6 +313,49 @@ def test_an_external_host_is_an_external_call(session: TraceSession) -> None:
         ),
         "engine_id": None,
     }
+
+
+def test_an_opentelemetry_exporter_sending_is_no_call_of_the_app(session: TraceSession) -> None:
+    """An app's own span exporter sending to its collector while a request runs (the
+    SDK's SimpleSpanProcessor exports as each span ends) is telemetry, not a call of the
+    code under test: no calls[], no EXTERNAL_CALL for the collector's host; the app's
+    own call in the same request still is one."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class CollectorExporter(SpanExporter):
+        sent = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post("http://otel-collector.invalid:4318/v1/traces", timeout=2)
+            CollectorExporter.sent += 1
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(CollectorExporter()))
+    tracer = provider.get_tracer("the-app")
+    app = _weather_app()
+
+    @app.get("/traced")
+    def traced() -> str:
+        with tracer.start_as_current_span("work"):
+            pass
+        return "ok"
+
+    with TestClient(app) as client:
+        assert client.get("/traced").json() == "ok"
+        assert client.get("/weather").json() == "ConnectError"
+    assert CollectorExporter.sent == 1
+    traced_request, weather = session.requests
+    assert traced_request["calls"] == []
+    assert traced_request["findings"] == []
+    assert [c["host"] for c in weather["calls"]] == ["api.weather.invalid"]
+    provider.shutdown()
 
 
 def _local_host_name() -> str:
@@ -667,6 +711,7 @@ def test_invisible(local_http: str, tmp_path: Path) -> None:
                 patcher.stop()
         return {name: m.call_count for name, m in mocks.items()}
 
+    workload()  # first uses import and cache (fakeredis, mongomock): not what is compared
     untraced = workload()
     depstrace.instrument(trace_file=tmp_path / "t.jsonl")
     try:

@@ -29,6 +29,8 @@ from ipaddress import ip_address
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.context import get_value as _context_value
+
 from depstrace._context import current_request, test_phase
 from depstrace._records import SCHEMA
 
@@ -171,6 +173,10 @@ _allow = AllowList()
 _outside: OutsideCalls | None = None
 # True while depstrace itself sends (its OTLP exporter): those calls are not the app's.
 own_calls: ContextVar[bool] = ContextVar("depstrace_own_calls", default=False)
+try:  # what OpenTelemetry's span processors set while an exporter sends (any exporter's)
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESSED
+except ImportError:  # opentelemetry-api before the key had this name
+    _SUPPRESSED = "suppress_instrumentation"
 
 
 def note(target: Target, operation: str) -> CallUse | None:
@@ -178,7 +184,10 @@ def note(target: Target, operation: str) -> CallUse | None:
 
     Returns the :class:`CallUse` so the probe can mark when the call returned.
     """
-    if own_calls.get():
+    if own_calls.get() or _context_value(_SUPPRESSED):
+        # Telemetry, not the code under test: an OpenTelemetry exporter sending spans
+        # (the SDK's processors suppress instrumentation around export, and every
+        # OpenTelemetry instrumentation honours it), or depstrace's own.
         return None
     record = current_request.get()
     if record is not None:
