@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_traces import HOSTILE, HOSTILE_PATH, grow, make_trace
+from report_traces import HOSTILE, HOSTILE_PATH, LATE, PURGE, STATS, WARM, WEATHER, grow, make_trace
 
 from depstrace.cli import main
 from depstrace.explain import page as explanation
@@ -91,16 +91,26 @@ def texts(page: Any, selector: str) -> list[str]:
 def test_findings_table(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
     """One row per code with its count, tests, messages, fix and explanation page."""
     page = opened(pages["trace"])
-    assert texts(page, "#findings tbody tr td:first-child") == ["WRONG_DB", "DI_BYPASS"]
-    assert texts(page, "#findings tbody tr td.count") == ["3", "2"]
+    assert texts(page, "#findings tbody tr td:first-child") == [
+        "WRONG_DB",
+        "DI_BYPASS",
+        "EXTERNAL_CALL",
+    ]
+    assert texts(page, "#findings tbody tr td.count") == ["4", "2", "1"]
     row = page.locator("#findings tr[data-code='DI_BYPASS']")
     assert "tests/test_stats.py::test_stats" in row.inner_text()
     assert "Fix: Take the session from a dependency" in row.inner_text()
     row.locator("details.explain summary").click()
     explained = row.locator("details.explain pre").inner_text()
     assert explained.strip() == (explanation("DI_BYPASS") or "").strip()
+    external = page.locator("#findings tr[data-code='EXTERNAL_CALL']")
+    assert "GET /weather called http://api.weather.invalid:8081 (GET 1)" in external.inner_text()
+    external.locator("details.explain summary").click()
+    assert external.locator("details.explain pre").inner_text().strip() == (
+        (explanation("EXTERNAL_CALL") or "").strip()
+    )
     assert page.locator("#headline").inner_text() == (
-        f"depstrace: 3 of 5 requests reached a non-test database, in 3 tests. Trace: "
+        f"depstrace: 4 of 8 requests reached a non-test database, in 4 tests. Trace: "
         f"{pages['trace'].with_suffix('.jsonl')}"
     )
     assert (page.dialogs, page.errors) == ([], [])
@@ -120,6 +130,9 @@ def test_filters(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
         "GET /stats",
         "GET /admin",
         f"GET {HOSTILE_PATH}",
+        "GET /weather",
+        "GET /late",
+        "GET /purge",
     ]
     page.fill("#filter-test", "test_items")
     assert shown() == ["GET /items", "GET /items"]
@@ -127,11 +140,11 @@ def test_filters(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
     page.select_option("#filter-code", "DI_BYPASS")
     assert shown() == ["GET /stats", f"GET {HOSTILE_PATH}"]
     page.select_option("#filter-code", "-")
-    assert shown() == ["GET /items", "GET /items"]
+    assert shown() == ["GET /items", "GET /items", "GET /late"]
     page.select_option("#filter-code", "")
     prod = next(o for o in texts(page, "#filter-db option") if o.endswith("prod.db"))
     page.select_option("#filter-db", prod)
-    assert shown() == ["GET /stats", "GET /admin", f"GET {HOSTILE_PATH}"]
+    assert shown() == ["GET /stats", "GET /admin", f"GET {HOSTILE_PATH}", "GET /purge"]
     page.fill("#filter-test", "admin")
     assert shown() == ["GET /admin"]
     assert page.locator("#shown").inner_text() == "1 request match"
@@ -140,7 +153,18 @@ def test_filters(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
     page.select_option("#filter-db", "")
     page.locator("#findings tr[data-code='WRONG_DB'] .code").click()
     assert page.locator("#filter-code").input_value() == "WRONG_DB"
-    assert shown() == ["GET /stats", "GET /admin", f"GET {HOSTILE_PATH}"]
+    assert shown() == ["GET /stats", "GET /admin", f"GET {HOSTILE_PATH}", "GET /purge"]
+    # Outbound calls: any, not allowed, none, one target.
+    page.select_option("#filter-code", "")
+    page.select_option("#filter-calls", "*")
+    assert shown() == ["GET /weather"]
+    page.select_option("#filter-calls", "!")
+    assert shown() == ["GET /weather"]
+    page.select_option("#filter-calls", "http://api.weather.invalid:8081")
+    assert shown() == ["GET /weather"]
+    page.select_option("#filter-calls", "-")
+    assert "GET /weather" not in shown()
+    assert len(shown()) == 7
 
 
 def test_dependency_tree_with_an_override(
@@ -167,6 +191,78 @@ def test_dependency_tree_with_an_override(
     assert "test_app.db [engine e1] test database" in detail.locator("ul.dbs").inner_text()
 
 
+def test_outbound_calls_of_a_request(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
+    """GET /weather's calls: the local http.server (real, allowed) and the host that is
+    not allowed, with their library, operations and verdict; the row flags the host."""
+    page = opened(pages["trace"])
+    row = page.locator("#requests tbody tr", has_text="GET /weather")
+    assert row.locator(".call.external").inner_text() == "api.weather.invalid"
+    assert row.locator(".call.allowed").inner_text() == "127.0.0.1"
+    row.click()
+    calls = page.locator("#detail #request-calls tbody tr")
+    local, external = calls.nth(0), calls.nth(1)
+    assert calls.count() == 2
+    assert local.locator("td").all_inner_texts()[1:] == ["httpx (http)", "GET 1", "real", "yes"]
+    assert local.locator("td.target").inner_text().startswith("http://127.0.0.1:")
+    assert external.locator("td").all_inner_texts() == [
+        "http://api.weather.invalid:8081",
+        "httpx (http)",
+        "GET 1",
+        "real",
+        "NOT allowed: EXTERNAL_CALL",
+    ]
+    assert "EXTERNAL_CALL" in page.locator("#detail .request-findings").inner_text()
+    assert page.locator("#detail .order-effects").count() == 0
+
+
+def test_order_effect_of_a_request(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
+    """GET /late used an engine an earlier test built: kind, object, that test, the site."""
+    page = opened(pages["trace"])
+    page.fill("#filter-test", LATE)
+    page.locator("#requests tbody tr").first.click()
+    effect = page.locator("#detail li.order-effect")
+    assert effect.count() == 1
+    said = effect.inner_text()
+    assert said.startswith("engine e3 sqlite:///")
+    assert f"made in {WARM} (call)" in said
+    assert effect.locator(".site").inner_text().strip().startswith("at tests/report_traces.py:")
+    assert said.endswith("behind dependency db")
+    assert page.locator("#detail #request-calls").count() == 0
+
+
+def test_guard_and_outside_calls_panels(
+    opened: Callable[[Path], Any], pages: dict[str, Path]
+) -> None:
+    """The run panels: the guard's refusal (linked to its request) and allowed use, and
+    the call the test body made outside any request."""
+    page = opened(pages["trace"])
+    assert page.locator("#guard-said").inner_text() == (
+        "The guard (mode writes) refused 1 statement on non-test databases; 1 allowed use "
+        "recorded (the first statement an allowance let through, per engine and test)."
+    )
+    refused = page.locator("#guard-refused tbody tr")
+    assert refused.count() == 1
+    cells = refused.locator("td").all_inner_texts()
+    assert cells[:2] == ["DELETE", "hits"]
+    assert cells[2].endswith("prod.db [engine e2]")
+    assert cells[3:] == [PURGE, "call", "r8 GET /purge", "WRONG_DB"]
+    allowed = page.locator("#guard-allowed tbody tr").locator("td").all_inner_texts()
+    assert (allowed[0], allowed[3], allowed[6]) == (
+        "CREATE",
+        STATS,
+        "depstrace.allow_db('*prod.db')",
+    )
+    refused.locator("button").click()
+    assert page.locator("#detail h3").first.inner_text() == "r8 GET /purge \u2192 500"
+    outside = page.locator("#outside-calls tbody tr")
+    assert outside.count() == 1
+    cells = outside.locator("td").all_inner_texts()
+    assert cells[:3] == [WEATHER, "call", ""]
+    assert cells[3].startswith("http://127.0.0.1:")
+    assert cells[4:] == ["httpx (http)", "GET 1", "real", "yes"]
+    assert (page.dialogs, page.errors) == ([], [])
+
+
 def test_hostile_names_stay_text(opened: Callable[[Path], Any], pages: dict[str, Path]) -> None:
     """A test id and a path holding <script> and <img onerror> are shown as text: no
     element, no dialog, no script run from them."""
@@ -191,8 +287,8 @@ def test_10000_requests_render_on_demand(
     assert page.locator("#shown").inner_text() == "10,000 requests match; showing the first 200"
     page.click("#more")
     assert page.locator("#requests tbody tr").count() == 400
-    page.select_option("#filter-code", "DI_BYPASS")
-    assert page.locator("#shown").inner_text() == "334 requests match; showing the first 200"
+    page.select_option("#filter-code", "WRONG_DB")
+    assert page.locator("#shown").inner_text() == "400 requests match; showing the first 200"
     page.fill("#filter-test", "tests/test_module99.py::")
     assert page.locator("#requests tbody tr").count() == 4
     assert page.locator("#more").is_hidden()
