@@ -292,3 +292,75 @@ def test_10000_requests_render_on_demand(
     page.fill("#filter-test", "tests/test_module99.py::")
     assert page.locator("#requests tbody tr").count() == 4
     assert page.locator("#more").is_hidden()
+
+
+PLUGIN_APP = """
+import os
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+prod = sa.create_engine(f"sqlite:///{os.environ['PROD_DIR']}/prod.db")
+app = FastAPI()
+
+
+@app.get("/purge")
+def purge() -> int:
+    with prod.begin() as connection:
+        connection.execute(sa.text("DELETE FROM hits"))
+    return 0
+"""
+
+PLUGIN_TESTS = """
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app import app
+
+
+def test_purge():
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/purge").status_code == 500
+
+
+def test_body_calls_out():
+    with pytest.raises(httpx.HTTPError):
+        httpx.get("http://api.weather.invalid:8081/today", timeout=5)
+"""
+
+
+def test_the_plugins_page_has_the_guard_and_outside_calls_panels(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    make_prod_dir: Callable[[], Path],
+    opened: Callable[[Path], Any],
+) -> None:
+    """--depstrace-html under DEPSTRACE_GUARD=writes: the page pytest writes lists the
+    refused DELETE and the call the test body made outside any request."""
+    for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB", "DEPSTRACE_ALLOW_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEPSTRACE_GUARD", "writes")
+    monkeypatch.setenv("DEPSTRACE_LOG_LEVEL", "off")
+    monkeypatch.setenv("PROD_DIR", str(make_prod_dir()))
+    pytester.makepyfile(app=PLUGIN_APP, test_app=PLUGIN_TESTS)
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--depstrace-html=out.html")
+    result.assert_outcomes(passed=2)
+    page = opened(pytester.path / "out.html")
+    refused = page.locator("#guard-refused tbody tr td").all_inner_texts()
+    assert (refused[0], refused[1], refused[3]) == ("DELETE", "hits", "test_app.py::test_purge")
+    assert refused[5] == "r1 GET /purge"
+    outside = page.locator("#outside-calls tbody tr td").all_inner_texts()
+    assert outside == [
+        "test_app.py::test_body_calls_out",
+        "call",
+        "",
+        "http://api.weather.invalid:8081",
+        "httpx (http)",
+        "GET 1",
+        "real",
+        "NOT allowed: EXTERNAL_CALL",
+    ]
+    assert "EXTERNAL_CALL" in texts(page, "#run-findings td:first-child")
+    assert (page.dialogs, page.errors) == ([], [])
