@@ -92,13 +92,17 @@ def _guard_lines(guard: Sequence[Record]) -> list[str]:
         lines += ["| refused | database | test | request | findings |", "|---|---|---|---|---|"]
         for event in refused[:SHOWN_TESTS]:
             what = " ".join(str(w) for w in (event.get("operation"), event.get("table")) if w)
-            request = event.get("request")
-            where = f"{request['method']} {request['path']}" if request else "outside any request"
+            request, fixture = event.get("request"), event.get("fixture")
+            where = "outside any request"
+            if request:
+                where = _code(f"{request.get('method')} {request.get('path')}")
+            elif fixture:
+                where = f"fixture {_code(fixture.get('name'))}"
             codes = ", ".join(_code(f["code"]) for f in event.get("findings") or ())
             test = event.get("test")
             lines.append(
                 f"| {_code(what)} | {_code(event.get('url'))} | "
-                f"{_code(test) if test else 'outside any test'} | {_code(where)} | {codes} |"
+                f"{_code(test) if test else 'outside any test'} | {where} | {codes} |"
             )
         if len(refused) > SHOWN_TESTS:
             lines.append(f"| +{len(refused) - SHOWN_TESTS} more | | | | |")

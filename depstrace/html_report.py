@@ -258,8 +258,8 @@ class HtmlReport:
             "writes": writes,
             "dbs": [_database(db) for db in record["databases"]],
             "deps": [_dependency(node) for node in record["dependencies"]],
-            "calls": [_call(call) for call in record.get("calls") or ()],
-            "order": [_effect(effect) for effect in record.get("order_effects") or ()],
+            "calls": [_call(c) for c in record.get("calls") or () if isinstance(c, dict)],
+            "order": [_effect(e) for e in record.get("order_effects") or () if isinstance(e, dict)],
             "findings": [
                 {k: f.get(k) for k in ("code", "severity", "message", "hint")}
                 for f in record["findings"]

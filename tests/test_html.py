@@ -3,6 +3,7 @@ playwright; never a downloaded browser): asserted through the DOM."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -295,6 +296,7 @@ def test_10000_requests_render_on_demand(
 
 
 PLUGIN_APP = """
+import json
 import os
 
 import sqlalchemy as sa
@@ -363,4 +365,31 @@ def test_the_plugins_page_has_the_guard_and_outside_calls_panels(
         "NOT allowed: EXTERNAL_CALL",
     ]
     assert "EXTERNAL_CALL" in texts(page, "#run-findings td:first-child")
+    assert (page.dialogs, page.errors) == ([], [])
+
+
+def test_a_trace_from_before_calls_and_the_guard(
+    opened: Callable[[Path], Any], pages: dict[str, Path], tmp_path: Path
+) -> None:
+    """Requests without ``calls``/``order_effects`` and no guard or outside_calls records
+    (a trace written before they existed): the page opens without their panels."""
+    text = pages["trace"].with_suffix(".jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines()]
+    old = tmp_path / "old.jsonl"
+    with old.open("w", encoding="utf-8") as file:
+        for record in records:
+            if record["type"] in ("guard", "outside_calls"):
+                continue
+            for key in ("calls", "order_effects"):
+                record.pop(key, None)
+            file.write(json.dumps(record) + "\n")
+    page_path = tmp_path / "old.html"
+    assert main(["report", str(old), "--format", "html", "-o", str(page_path)]) == 1
+    page = opened(page_path)
+    assert page.locator("#guard-section, #outside-calls-section").count() == 0
+    page.locator("#requests tbody tr", has_text="GET /weather").click()
+    said = texts(page, "#detail p.muted")
+    assert {"no outbound call", "nothing made by an earlier test"} <= set(said), said
+    page.select_option("#filter-calls", "*")
+    assert page.locator("#shown").inner_text() == "0 requests match"
     assert (page.dialogs, page.errors) == ([], [])

@@ -324,3 +324,24 @@ def test_html_of_an_unreadable_file_is_a_whole_page(
     text = page.read_text(encoding="utf-8")
     assert text.endswith("</html>\n")
     assert f'"problems":["{missing}: cannot read: No such file or directory"]' in text
+
+
+def test_a_malformed_guard_record_is_a_problem_not_a_crash(
+    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A guard record whose ``request`` is not an object (a hand-edited file) is left out
+    and named with its line; the rest of the report stands."""
+    lines = trace.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if '"action":"refused"' in line)
+    record = json.loads(lines[at]) | {"request": "r8"}
+    lines[at] = json.dumps(record)
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, out, _ = report(capsys, str(damaged), "--format", "json")
+    document = json.loads("\n".join(out))
+    assert (status, document["damaged"]) == (1, True)  # WRONG_DB still found: 1, not 2
+    assert document["problems"] == [
+        f'{damaged}:{at + 1}: guard record: field "request" should be an object or null, not "r8"'
+    ]
+    assert document["guard"]["refused"] == []
+    assert len(document["guard"]["allowed"]) == 1
