@@ -35,6 +35,7 @@ class Run:
 
     requests: list[Record] = field(default_factory=list)
     run_findings: list[Record] = field(default_factory=list)
+    guard: list[Record] = field(default_factory=list)  # guard mode's refusals and allowed uses
     rule: str | None = None
     internal_errors: int = 0
     notes: list[str] = field(default_factory=list)
@@ -61,7 +62,8 @@ def combine(
 
     ``select`` keeps only some requests and findings (``depstrace report --test``);
     every request still counts as a consultation of its overrides.  ``tap`` sees
-    each kept request and every ``engine`` record (the HTML report).  ``slim``
+    each kept request, ``guard`` and ``outside_calls`` record and every ``engine``
+    record (the HTML report).  ``slim``
     keeps memory flat over any number of requests: a request without findings
     whose databases are all test databases is kept as a shared stand-in that
     holds only what the verdict counts (its test, whether it reached a database),
@@ -96,6 +98,13 @@ def combine(
                 )
             run.requests.append(record)
         elif kind == "engine":
+            if tap is not None:
+                tap(process, record)
+        elif kind in ("guard", "outside_calls"):
+            if select is not None and not select(record):
+                continue
+            if kind == "guard":
+                run.guard.append(record)
             if tap is not None:
                 tap(process, record)
         elif kind == "finding":

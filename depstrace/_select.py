@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from depstrace._testdb import TestDatabaseRule
+from depstrace.findings import EXTERNAL_CALL
 
 Record = dict[str, Any]
 
@@ -53,12 +54,19 @@ class Selection:
         return cls(tuple(tests), tuple(codes), rules, tuple(databases))
 
     def __call__(self, record: Record) -> bool:
-        """Whether ``record`` (``request`` or ``finding``) passes every filter given."""
+        """Whether ``record`` (``request``, ``finding``, ``guard`` or ``outside_calls``)
+        passes every filter given."""
         if self.tests and not any(nodeid_matches(record.get("test"), p) for p in self.tests):
             return False
         if record["type"] == "request":
             codes = {f["code"] for f in record["findings"]}
             places = [(db["url"], db["engine_id"]) for db in record["databases"]]
+        elif record["type"] == "guard":  # what explained the refusal
+            codes = {f["code"] for f in record.get("findings") or ()}
+            places = [(record.get("url"), record.get("engine_id"))]
+        elif record["type"] == "outside_calls":  # no database: only --test keeps them
+            codes = {EXTERNAL_CALL} if any(not c["allowed"] for c in record["calls"]) else set()
+            places = []
         else:
             codes = {record["code"]}
             places = [(record.get("url"), record.get("engine_id"))]

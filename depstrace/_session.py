@@ -90,6 +90,7 @@ class TraceSession:
         self.listeners: list[Listener] = []
         self.observers: list[Observer] = []
         self.run_findings: list[dict[str, Any]] = []
+        self.panels: list[dict[str, Any]] = []  # guard and outside_calls records (HTML page)
         self.ledger = OverrideLedger()
         self._finished: list[str] | None = None
         self._ended = False
@@ -500,6 +501,8 @@ class TraceSession:
             self.writer.close()
 
     def _write(self, record: dict[str, Any]) -> None:
+        if record["type"] in ("guard", "outside_calls"):
+            self.panels.append(record)
         if self.writer is not None:
             self.writer.write(record)
 

@@ -51,11 +51,32 @@ REQUIRED: dict[str, dict[str, Spec]] = {
         "findings": [_FINDING],
     },
     "finding": _FINDING,
+    "guard": {
+        "action": (str,),
+        "operation": (str,),
+        "url": (str,),
+        "engine_id": (str,),
+        "test": (str, None),
+        "fixture": (dict, None),
+        "request": (dict, None),
+        "findings": [{"code": (str,)}],
+    },
+    "outside_calls": {
+        "test": (str, None),
+        "fixture": (dict, None),
+        "calls": [{"target": (str,), "allowed": (bool,), "operations": (dict,)}],
+    },
     "summary": {"internal_errors": (int,)},
     "workers": {"workers": [{"id": (str,), "problems": [(str,)]}]},
 }
 
-_NAMES = {str: "a string", int: "an integer", bool: "true or false", None: "null"}
+_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    dict: "an object",
+    None: "null",
+}
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # bound: tests patch json
 
 

@@ -280,7 +280,7 @@ def _render(
         )
     elif options.format == "markdown":
         text = markdown_lines(
-            said, run.requests, run.run_findings, problems=run.problems, gate=gate
+            said, run.requests, run.run_findings, problems=run.problems, gate=gate, guard=run.guard
         )
         out.write("\n".join(text) + "\n")
     elif options.format == "json":
@@ -294,6 +294,7 @@ def _render(
             rule=run.rule,
             internal_errors=run.internal_errors,
             fail_on=options.fail_on,
+            guard=run.guard,
         )
         out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:

@@ -4,7 +4,8 @@ Markdown is sized for GitHub's job summary (``$GITHUB_STEP_SUMMARY``, 1 MiB per
 step): the headline, one table row per finding code and at most
 :data:`SHOWN_TESTS` tests.  Every value from the trace is HTML-escaped inside
 ``<code>`` (a test id may hold ``|``, a backtick or ``<script>``).  JSON holds
-the verdict, the counts and every finding with its request.
+the verdict, the counts and every finding with its request.  Both list what guard
+mode refused and what an allowance let through (the ``guard`` records).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def markdown_lines(
     *,
     problems: Sequence[str] = (),
     gate: Sequence[str] = (),
+    guard: Sequence[Record] = (),
 ) -> list[str]:
     """The run as GitHub-flavoured Markdown, one list item per line."""
     lines = ["### depstrace", "", f"**{_cell(headline)}**", ""]
@@ -65,11 +67,59 @@ def markdown_lines(
         if len(per_test) > SHOWN_TESTS:
             lines.append(f"| +{len(per_test) - SHOWN_TESTS} more | |")
         lines += ["", "</details>", ""]
+    lines += _guard_lines(guard)
     if problems:
         lines += ["The trace is incomplete:", ""]
         lines += [f"- {_cell(problem)}" for problem in problems]
         lines.append("")
     return lines
+
+
+def _guard_lines(guard: Sequence[Record]) -> list[str]:
+    """The guard's refusals (a table) and allowed uses (a count per allowance)."""
+    refused = [g for g in guard if g.get("action") == "refused"]
+    allowed: dict[str, int] = {}
+    for event in guard:
+        if event.get("action") == "allowed":
+            said = str(event.get("allowed_by"))
+            allowed[said] = allowed.get(said, 0) + 1
+    if not (refused or allowed):
+        return []
+    mode = guard[0].get("mode")
+    lines = [f"**The guard ({_cell(mode)}) refused {_count(len(refused), 'statement')} "
+             "on non-test databases.**", ""]  # fmt: skip
+    if refused:
+        lines += ["| refused | database | test | request | findings |", "|---|---|---|---|---|"]
+        for event in refused[:SHOWN_TESTS]:
+            what = " ".join(str(w) for w in (event.get("operation"), event.get("table")) if w)
+            request, fixture = event.get("request"), event.get("fixture")
+            where = "outside any request"
+            if request:
+                where = _code(f"{request.get('method')} {request.get('path')}")
+            elif fixture:
+                where = f"fixture {_code(fixture.get('name'))}"
+            codes = ", ".join(_code(f["code"]) for f in event.get("findings") or ())
+            test = event.get("test")
+            lines.append(
+                f"| {_code(what)} | {_code(event.get('url'))} | "
+                f"{_code(test) if test else 'outside any test'} | {where} | {codes} |"
+            )
+        if len(refused) > SHOWN_TESTS:
+            lines.append(f"| +{len(refused) - SHOWN_TESTS} more | | | | |")
+        lines.append("")
+    for said, n in allowed.items():
+        lines.append(f"- allowed by {_code(said)}: {_count(n, 'first use')} (per engine and test)")
+    if allowed:
+        lines.append("")
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _guard_event(record: Record) -> Record:
+    return {k: v for k, v in record.items() if k not in ("type", "schema")}
 
 
 def json_document(
@@ -83,6 +133,7 @@ def json_document(
     rule: str | None = None,
     internal_errors: int = 0,
     fail_on: Sequence[str] = (),
+    guard: Sequence[Record] = (),
 ) -> Record:
     """The run as one JSON object (docs/report.md lists its fields)."""
     findings = [
@@ -131,6 +182,10 @@ def json_document(
         "internal_errors": internal_errors,
         "tests_with_findings": gated(requests, run_findings, CODES),
         "findings": findings,
+        "guard": {
+            "refused": [_guard_event(g) for g in guard if g.get("action") == "refused"],
+            "allowed": [_guard_event(g) for g in guard if g.get("action") == "allowed"],
+        },
         "fail_on": (
             {"codes": list(fail_on), "failed": bool(gate), "tests": gate} if fail_on else None
         ),

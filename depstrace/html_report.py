@@ -35,6 +35,7 @@ _SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 SHOWN_MESSAGES = 10  # distinct messages a finding code lists; the table filter finds the rest
 SHOWN_TESTS = 10
 SHOWN_REQUESTS = 20  # requests an engine lists (it counts them all)
+SHOWN_EVENTS = 500  # guard records and calls outside requests the run panel lists (it counts all)
 
 
 def _json(value: Any) -> str:
@@ -112,6 +113,62 @@ def _database(db: Record) -> Record:
     }
 
 
+def _call(call: Record) -> Record:
+    return {
+        "target": call.get("target"),
+        "system": call.get("system"),
+        "library": call.get("library"),
+        "host": call.get("host"),
+        "fake": call.get("fake"),
+        "allowed": call.get("allowed"),
+        "count": call.get("count"),
+        "operations": call.get("operations") or {},
+    }
+
+
+def _effect(effect: Record) -> Record:
+    return {
+        "kind": effect.get("kind"),
+        "object": effect.get("object"),
+        "url": effect.get("url"),
+        "test": effect.get("created_in_test"),
+        "phase": effect.get("phase"),
+        "site": effect.get("site"),
+        "dependency": effect.get("dependency"),
+    }
+
+
+def _guard(proc: int, record: Record) -> Record:
+    return {
+        "p": proc,
+        "action": record.get("action"),
+        "mode": record.get("mode"),
+        "operation": record.get("operation"),
+        "table": record.get("table"),
+        "url": record.get("url"),
+        "engine_id": record.get("engine_id"),
+        "test": record.get("test"),
+        "phase": record.get("phase"),
+        "fixture": (record.get("fixture") or {}).get("name"),
+        "request": record.get("request"),
+        "allowed_by": record.get("allowed_by"),
+        "findings": [f.get("code") for f in record.get("findings") or ()],
+    }
+
+
+@dataclass
+class _Events:
+    """A bounded list of run-level rows and how many there were."""
+
+    rows: list[Record] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, row: Record) -> None:
+        self.count += 1
+        if len(self.rows) < SHOWN_EVENTS:
+            self.rows.append(row)
+
+
 class HtmlReport:
     """Writes the page to ``out``: :meth:`add` each record, then :meth:`finish` once."""
 
@@ -121,6 +178,9 @@ class HtmlReport:
         self._processes: dict[Hashable, int] = {}
         self._engines: dict[str, Record] = {}
         self._codes: dict[str, _Code] = {}
+        self._refused = _Events()
+        self._allowed = _Events()
+        self._outside = _Events()  # one row per target of each outside_calls record
         out.write(
             _asset("head.html")
             .replace("{style}", _asset("report.css"))
@@ -132,8 +192,9 @@ class HtmlReport:
         return self._processes.setdefault(process, len(self._processes))
 
     def add(self, process: Hashable, record: Record) -> None:
-        """Take one ``request`` (written out now) or ``engine`` record (kept); others are
-        ignored. ``process`` tells apart records of different processes (ids repeat)."""
+        """Take one ``request`` (written out now), ``engine``, ``guard`` or ``outside_calls``
+        record (kept, bounded); others are ignored. ``process`` tells apart records of
+        different processes (ids repeat)."""
         kind = record.get("type")
         if kind == "engine":
             key = f"{self._process(process)}:{record['id']}"
@@ -153,6 +214,16 @@ class HtmlReport:
             }
         elif kind == "request":
             self._request(self._process(process), record)
+        elif kind == "guard":
+            events = self._refused if record.get("action") == "refused" else self._allowed
+            events.add(_guard(self._process(process), record))
+        elif kind == "outside_calls":
+            fixture = (record.get("fixture") or {}).get("name")
+            for call in record.get("calls") or ():
+                self._outside.add(
+                    {"test": record.get("test"), "phase": record.get("phase"), "fixture": fixture}
+                    | _call(call)
+                )
 
     def _request(self, proc: int, record: Record) -> None:
         reads = writes = 0
@@ -187,6 +258,8 @@ class HtmlReport:
             "writes": writes,
             "dbs": [_database(db) for db in record["databases"]],
             "deps": [_dependency(node) for node in record["dependencies"]],
+            "calls": [_call(c) for c in record.get("calls") or () if isinstance(c, dict)],
+            "order": [_effect(e) for e in record.get("order_effects") or () if isinstance(e, dict)],
             "findings": [
                 {k: f.get(k) for k in ("code", "severity", "message", "hint")}
                 for f in record["findings"]
@@ -230,6 +303,14 @@ class HtmlReport:
                 for f in run_findings
             ],
             "engines": list(self._engines.values()),
+            "guard": {
+                "refused": self._refused.rows,
+                "refused_count": self._refused.count,
+                "allowed": self._allowed.rows,
+                "allowed_count": self._allowed.count,
+            },
+            "outside_calls": self._outside.rows,
+            "outside_calls_count": self._outside.count,
         }
         self._out.write("]</script>\n")
         self._out.write(f'<script type="application/json" id="ds-run">{_json(run)}</script>\n')

@@ -618,6 +618,8 @@ def _html(
                 page.add(engine.get("worker"), engine)
             for request in run.requests:
                 page.add(request.get("worker"), request)
+            for record in list(state.session.panels):  # guard, outside_calls
+                page.add(record.get("worker"), record)
             page.finish(
                 headline=headline(judged, trace),
                 account=account,

@@ -28,12 +28,16 @@
   const ms = (v) => (v === null || v === undefined ? "" : `${Number(v).toFixed(v < 10 ? 2 : 1)} ms`);
   const label = (r) => r.test || "(outside any test)";
   const engineOf = (r, id) => engines.get(`${r.p}:${id}`);
+  const ops = (operations) => Object.entries(operations).map(([v, n]) => `${v} ${n}`).join(", ");
+  const callFake = (c) => (c.fake ? `fake: ${c.fake}` : "real");
 
   // Facts each filter compares, computed once.
   requests.forEach((r, i) => {
     r._i = i;
     r._codes = [...new Set(r.findings.map((f) => f.code))];
     r._urls = r.dbs.map((d) => d.url);
+    r._targets = r.calls.map((c) => c.target);
+    r._external = r.calls.some((c) => !c.allowed);
     r._test = (r.test || "").toLowerCase();
   });
 
@@ -103,7 +107,7 @@
   }
 
   // -- requests -------------------------------------------------------------------------
-  const state = { test: "", code: "", db: "", shown: PAGE, rows: requests };
+  const state = { test: "", code: "", db: "", calls: "", shown: PAGE, rows: requests };
   const controls = {};
   const tbody = el("tbody");
   const counter = el("p", { class: "muted", id: "shown" });
@@ -121,16 +125,19 @@
     controls.test = el("input", { id: "filter-test", type: "search", placeholder: "part of a test id", on: { input: (e) => { state.test = e.target.value.toLowerCase(); refilter(); } } });
     controls.code = select("filter-code", ["", "any or none"], [["*", "any finding"], ["-", "no finding"], ...codes]);
     controls.db = select("filter-db", ["", "any"], [["-", "no database"], ...urls]);
+    const targets = [...new Set(requests.flatMap((r) => r._targets))].sort().map((t) => [t, t]);
+    controls.calls = select("filter-calls", ["", "any or none"], [["*", "any call"], ["!", "a call not allowed"], ["-", "no call"], ...targets]);
     return el("section", { id: "requests-section" }, [
       el("h2", { text: "Requests" }),
       el("div", { class: "filters" }, [
         el("label", {}, ["test", controls.test]),
         el("label", {}, ["finding code", controls.code]),
         el("label", {}, ["database", controls.db]),
+        el("label", {}, ["outbound calls", controls.calls]),
       ]),
       counter,
       el("table", { id: "requests" }, [
-        el("thead", {}, [el("tr", {}, ["test", "request", "route", "status", "databases", "reads / writes", "findings"].map((h) => el("th", { text: h })))]),
+        el("thead", {}, [el("tr", {}, ["test", "request", "route", "status", "databases", "reads / writes", "calls", "findings"].map((h) => el("th", { text: h })))]),
         tbody,
       ]),
       more,
@@ -142,6 +149,7 @@
     if (state.test && !r._test.includes(state.test)) return false;
     if (state.code === "*" ? !r._codes.length : state.code === "-" ? r._codes.length : state.code && !r._codes.includes(state.code)) return false;
     if (state.db === "-" ? r._urls.length : state.db && !r._urls.includes(state.db)) return false;
+    if (state.calls === "*" ? !r.calls.length : state.calls === "!" ? !r._external : state.calls === "-" ? r.calls.length : state.calls && !r._targets.includes(state.calls)) return false;
     return true;
   }
 
@@ -167,6 +175,7 @@
       el("td", { text: r.status === null ? "no response" : r.status }),
       el("td", {}, r.dbs.map((d) => el("div", { class: `db ${d.is_test ? "test" : "prod"}`, text: d.database || d.url, title: d.url }))),
       el("td", { text: r.dbs.length ? `${r.reads} / ${r.writes}` : "" }),
+      el("td", {}, r.calls.map((c) => el("div", { class: `call ${c.allowed ? "allowed" : "external"}`, text: c.host || c.target, title: c.target }))),
       el("td", {}, r._codes.map((c) => el("span", { class: `code ${(codeInfo.get(c) || {}).severity || ""}`, text: c }))),
     ]);
   }
@@ -228,15 +237,26 @@
       el("h3", { text: "Databases" }),
       r.dbs.length ? el("ul", { class: "dbs" }, r.dbs.map((d) => {
         const engine = engineOf(r, d.engine_id);
-        const ops = Object.entries(d.operations).map(([v, n]) => `${v} ${n}`).join(", ");
+        const said = ops(d.operations);
         return el("li", { class: `db ${d.is_test ? "test" : "prod"}` }, [
           el("span", { class: "mono", text: `${d.url} [engine ${d.engine_id}]` }),
-          ` ${d.is_test ? "test database" : "NOT a test database"}; ${plural(d.statements, "statement")}${ops ? ` (${ops})` : ""}; ${plural(d.commits, "commit")}; `,
+          ` ${d.is_test ? "test database" : "NOT a test database"}; ${plural(d.statements, "statement")}${said ? ` (${said})` : ""}; ${plural(d.commits, "commit")}; `,
           d.via ? `via ${d.via}` : "opened outside Depends",
           d.origin ? ` \u2014 reached from ${d.origin}` : "",
           engine && engine.created_at ? ` \u2014 engine created at ${engine.created_at} during ${engine.created_phase}${engine.created_test ? ` of ${engine.created_test}` : ""}` : "",
         ]);
       })) : el("p", { class: "muted", text: "no database" }),
+      el("h3", { text: "Outbound calls" }),
+      r.calls.length ? callsTable("request-calls", r.calls, false) : el("p", { class: "muted", text: "no outbound call" }),
+      el("h3", { text: "Order effects" }),
+      r.order.length ? el("ul", { class: "order-effects" }, r.order.map((o) => el("li", { class: "order-effect" }, [
+        el("span", { class: "badge", text: o.kind }), " ",
+        el("span", { class: "mono object", text: o.object }),
+        o.url ? el("span", { class: "mono", text: ` ${o.url}` }) : null,
+        el("span", { class: "made", text: ` made in ${o.test}${o.phase ? ` (${o.phase})` : ""}` }),
+        o.site ? el("span", { class: "mono site", text: ` at ${o.site}` }) : null,
+        o.dependency ? ` — behind dependency ${o.dependency}` : "",
+      ]))) : el("p", { class: "muted", text: "nothing made by an earlier test" }),
       el("h3", { text: "Findings" }),
       r.findings.length ? el("ul", { class: "request-findings" }, r.findings.map((f) => el("li", {}, [
         el("span", { class: `code ${f.severity}`, text: f.code }), " ", f.message,
@@ -245,6 +265,69 @@
     ].filter(Boolean));
     detail.hidden = false;
     detail.scrollIntoView({ block: "nearest" });
+  }
+
+  // -- outbound calls, guard -------------------------------------------------------------
+  function callsTable(id, calls, where) {
+    const head = [...(where ? ["test", "phase", "fixture"] : []), "target", "library", "operations", "fake or real", "allowed"];
+    return el("table", { id, class: "calls" }, [
+      el("thead", {}, [el("tr", {}, head.map((h) => el("th", { text: h })))]),
+      el("tbody", {}, calls.map((c) => el("tr", { class: `call ${c.allowed ? "allowed" : "external"}` }, [
+        ...(where ? [el("td", { class: "mono", text: label(c) }), el("td", { text: c.phase || "" }), el("td", { class: "mono", text: c.fixture || "" })] : []),
+        el("td", { class: "mono target", text: c.target }),
+        el("td", { text: `${c.library} (${c.system})` }),
+        el("td", { class: "mono", text: ops(c.operations) }),
+        el("td", { text: callFake(c) }),
+        el("td", { class: c.allowed ? "db test" : "db prod", text: c.allowed ? "yes" : "NOT allowed: EXTERNAL_CALL" }),
+      ]))),
+    ]);
+  }
+
+  const byId = new Map(requests.map((r) => [`${r.p}:${r.id}`, r._i]));
+  const rest = (shown, count) => (count > shown ? el("p", { class: "muted", text: `+${(count - shown).toLocaleString("en")} more in the trace file` }) : null);
+
+  function guardTable(id, events) {
+    return el("table", { id, class: "guard" }, [
+      el("thead", {}, [el("tr", {}, ["operation", "table", "database", "test", "phase", "request", "why"].map((h) => el("th", { text: h })))]),
+      el("tbody", {}, events.map((g) => {
+        const index = g.request ? byId.get(`${g.p}:${g.request.id}`) : undefined;
+        const said = g.request ? `${g.request.id} ${g.request.method} ${g.request.path}` : (g.fixture ? `fixture ${g.fixture}` : "outside any request");
+        return el("tr", { class: `guard ${g.action}` }, [
+          el("td", { class: "mono", text: g.operation }),
+          el("td", { class: "mono", text: g.table || "" }),
+          el("td", { class: "mono", text: `${g.url} [engine ${g.engine_id}]` }),
+          el("td", { class: "mono", text: label(g) }),
+          el("td", { text: g.phase || "" }),
+          el("td", {}, [index === undefined ? el("span", { class: "mono", text: said }) : el("button", { class: "link", text: said, on: { click: () => show(index) } })]),
+          el("td", {}, g.action === "refused" ? g.findings.map((c) => el("span", { class: `code ${(codeInfo.get(c) || {}).severity || ""}`, text: c })) : [g.allowed_by || ""]),
+        ]);
+      })),
+    ]);
+  }
+
+  function guardSection() {
+    const g = run.guard;
+    if (!g.refused_count && !g.allowed_count) return null;
+    return el("section", { id: "guard-section" }, [
+      el("h2", { text: "Guard" }),
+      el("p", { id: "guard-said", text: `The guard (mode ${(g.refused[0] || g.allowed[0]).mode}) refused ${plural(g.refused_count, "statement")} on non-test databases; ${plural(g.allowed_count, "allowed use")} recorded (the first statement an allowance let through, per engine and test).` }),
+      g.refused_count ? el("h3", { text: "Refused" }) : null,
+      g.refused_count ? guardTable("guard-refused", g.refused) : null,
+      rest(g.refused.length, g.refused_count),
+      g.allowed_count ? el("h3", { text: "Allowed" }) : null,
+      g.allowed_count ? guardTable("guard-allowed", g.allowed) : null,
+      rest(g.allowed.length, g.allowed_count),
+    ]);
+  }
+
+  function outsideCallsSection() {
+    if (!run.outside_calls_count) return null;
+    return el("section", { id: "outside-calls-section" }, [
+      el("h2", { text: "Calls outside requests" }),
+      el("p", { class: "muted", text: "Outbound calls made by fixtures, test bodies, module-level code and threads, per test and target." }),
+      callsTable("outside-calls", run.outside_calls, true),
+      rest(run.outside_calls.length, run.outside_calls_count),
+    ]);
   }
 
   // -- engines --------------------------------------------------------------------------
@@ -271,7 +354,7 @@
     return section;
   }
 
-  app.replaceChildren(totals(), findings(), requestsSection(), enginesSection());
+  app.replaceChildren(...[totals(), findings(), guardSection(), requestsSection(), enginesSection(), outsideCallsSection()].filter(Boolean));
   render();
   app.removeAttribute("aria-busy");
   document.body.dataset.ready = "1";
