@@ -213,7 +213,11 @@ def _from_env(
 ) -> Finding:
     names = ", ".join(f"${name}" for name in db["env_vars"])
     origins = db.get("env_origins") or {}
-    told = [_env_origin(name, origins[name], words) for name in db["env_vars"] if name in origins]
+    told = [
+        _env_origin(name, origins[name], words, db.get("created_test"))
+        for name in db["env_vars"]
+        if name in origins
+    ]
     # A trace written before origins were recorded: say what is known in general.
     why = "".join(f". {s}" for s in told if s) or (
         ". The environment (a CI secret, a .env file, the shell) won over the "
@@ -233,13 +237,23 @@ def _from_env(
     )
 
 
-def _env_origin(name: str, origin: dict[str, Any], words: Words) -> str:
-    """One sentence: when ``$name`` got its value, and the lines that set it."""
+def _env_origin(
+    name: str, origin: dict[str, Any], words: Words, built_in: str | None = None
+) -> str:
+    """One sentence: when ``$name`` got its value, and the lines that may have set it."""
+    test = origin.get("during_test")
+    if test is None:
+        by = "the run set it"
+    elif test == built_in:
+        by = f"it was set during {test}, the test that built the engine"
+    else:
+        by = f"it was set during {test}, which never restored it"
     when = {
         "before_start": f"${name} was already set when {words.started} (exported by the "
         "shell, a CI job or a process manager) and kept that value",
-        "changed": f"${name} was set when {words.started} and changed since",
-        "during_run": f"${name} was not set when {words.started}: the run set it",
+        "changed": f"${name} was set when {words.started} and changed since"
+        + (f": {by}" if test is not None else ""),
+        "during_run": f"${name} was not set when {words.started}: {by}",
     }.get(origin.get("set") or "", "")
     lines = "; ".join(f"{line['at']} {line['how']}" for line in origin.get("lines", []))
     if lines:
