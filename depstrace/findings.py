@@ -296,9 +296,17 @@ def _duplicate_sessions(where: str, dependencies: list[dict[str, Any]]) -> list[
     return findings
 
 
+# When statements with no test running ran, by the phase pytest was in.
+_NO_TEST = {
+    "startup": "while pytest was starting (importing conftest.py, loading plugins), "
+    "before any test",
+    "collection": "while pytest was collecting (importing test modules), before any test",
+}
+
+
 def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
     """``DB_OUTSIDE_REQUEST`` for statements on a non-test engine outside any request."""
-    test = use["test"] or "no test"
+    test = use["test"] or "no test"  # a function-scoped fixture always has one
     origin = f" Reached from {use['origin']}." if use.get("origin") else ""
     fixture = use.get("fixture")
     if fixture is not None:
@@ -309,6 +317,9 @@ def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
         if fixture["scope"] == "function":
             when += f" for {test}"
         who = f"{when}: that fixture used a non-test database directly."
+    elif use["test"] is None:
+        when = _NO_TEST.get(use["phase"], f"outside any test ({use['phase']})")
+        who = words.outside_no_test.format(phase=use["phase"], when=when)
     else:
         who = words.outside.format(phase=use["phase"], test=test)
     return Finding(
