@@ -12,7 +12,17 @@ with the snapshot and looks for the lines that set it in the files that
 usually do: the conftest modules Python imported, pytest's ini file (the
 ``env`` setting of pytest-env) and a ``.env`` file in the working directory.
 Lines are reported as ``file:line`` and the kind of statement, never their
-text.  All of this runs once per matching engine, never per statement.
+text, and only when they can have produced the value: a line whose string
+literal (or f-string's fixed parts) differs from the value is left out (a
+``setdefault`` stays, it *kept* a value), one whose value cannot be read is
+said to "may" set it.  All of this runs once per matching engine, never per
+statement.
+
+A value a test changed is told by that test: the pytest plugin calls
+:func:`test_started` as each test starts, which compares hashes of the
+environment with those taken when the previous test started (one pass over
+``os.environ`` per test) and remembers, per variable, the test during which it
+took its latest value.
 """
 
 from __future__ import annotations
@@ -27,8 +37,12 @@ from typing import Any
 
 from depstrace._callables import absolute_path, shorten_path
 
+_environ = os.environ  # bound at import: a test may patch os.environ's attributes
 _started: dict[str, int] | None = None
 _config_files: tuple[Path, ...] = ()
+_running: str | None = None  # the test that started last
+_seen: dict[str, int] = {}  # hashes when that test started
+_changed_in: dict[str, tuple[int, str]] = {}  # name -> (hash, the test it took it in)
 
 # How a line sets a variable, for the kinds worth naming; the first match wins.
 _KINDS = (
@@ -50,8 +64,22 @@ def snapshot(environ: Iterable[tuple[str, str]] | None = None) -> None:
 
 def forget() -> None:
     """Drop the snapshot and the config files (tests, or a new run in this process)."""
-    global _started, _config_files
-    _started, _config_files = None, ()
+    global _started, _config_files, _running, _seen
+    _started, _config_files, _running, _seen = None, (), None, {}
+    _changed_in.clear()
+
+
+def test_started(nodeid: str) -> None:
+    """A test starts: note the variables the previous test left with a new value."""
+    global _running, _seen
+    if _started is None:
+        return
+    now = {name: hash(value) for name, value in _environ.items()}
+    if _running is not None:
+        for name, hashed in now.items():
+            if _seen.get(name) != hashed:
+                _changed_in[name] = (hashed, _running)
+    _running, _seen = nodeid, now
 
 
 def note_config_files(paths: Iterable[Path]) -> None:
@@ -66,11 +94,13 @@ def origin(name: str) -> dict[str, Any]:
     ``set`` is ``before_start`` (unchanged since depstrace started: exported by
     the shell, the CI job or a process manager), ``changed`` (it was set then,
     and holds another value now) or ``during_run`` (it did not exist then);
-    ``None`` when no snapshot was taken.  ``lines`` are ``{"at": "file:line",
-    "how": "calls os.environ.setdefault, ..."}``.
+    ``None`` when no snapshot was taken.  ``during_test`` is the test during
+    which it took this value (``None``: before any test, or unknown).  ``lines``
+    are ``{"at": "file:line", "how": "calls os.environ.setdefault, ..."}``.
     """
-    value = os.environ.get(name)
+    value = _environ.get(name)
     state: str | None = None
+    during: str | None = None
     if _started is not None:
         if name not in _started:
             state = "during_run"
@@ -78,7 +108,13 @@ def origin(name: str) -> dict[str, Any]:
             state = "before_start"
         else:
             state = "changed"
-    return {"set": state, "lines": _lines_setting(name)}
+        if state != "before_start" and value is not None:
+            hashed = hash(value)
+            if _running is not None and _seen.get(name) != hashed:
+                during = _running
+            elif name in _changed_in and _changed_in[name][0] == hashed:
+                during = _changed_in[name][1]
+    return {"set": state, "during_test": during, "lines": _lines_setting(name, value, during)}
 
 
 def _candidate_files() -> list[Path]:
@@ -94,7 +130,9 @@ def _candidate_files() -> list[Path]:
     return sorted(files.values(), key=lambda p: (p.name != "conftest.py", str(p)))
 
 
-def _lines_setting(name: str) -> list[dict[str, str]]:
+def _lines_setting(
+    name: str, value: str | None = None, during: str | None = None
+) -> list[dict[str, str]]:
     word = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
     # NAME=... in .env, pytest-env's `env` lines (optional D:/R: flags, quoted in a
     # pyproject list) and its [tool.pytest_env] table.
@@ -110,9 +148,44 @@ def _lines_setting(name: str) -> list[dict[str, str]]:
             if not word.search(line) or line.lstrip().startswith("#"):
                 continue
             how = _how(line, name) if python else _setting(path, line, assignment)
-            if how is not None:
-                found.append({"at": f"{shorten_path(str(path))}:{number}", "how": how})
+            if how is None:
+                continue
+            if during is not None and not (python and line[:1].isspace()):
+                continue  # ran at import or start, before the test that set the value
+            produced = None if value is None else _produces(line, name, value, python)
+            if produced is False and not how.startswith("calls os.environ.setdefault"):
+                continue  # its literal is another value (a setdefault kept one: it stays)
+            if produced is None and value is not None:
+                verb, _, rest = how.partition(" ")
+                how = f"may {verb.removesuffix('s')} {rest}"
+            found.append({"at": f"{shorten_path(str(path))}:{number}", "how": how})
     return found
+
+
+def _produces(line: str, name: str, value: str, python: bool) -> bool | None:
+    """Whether the value a line sets can be ``value`` (None: it cannot be read)."""
+    quoted = re.escape(name)
+    if python:
+        rhs = re.search(
+            rf"""["']{quoted}["']\s*(?:\]\s*=(?!=)|,|:)\s*(.+)|\b{quoted}\s*=\s*(.+)""", line
+        )
+        literal = rhs and re.match(
+            r"""([rRuUbBfF]*)("|')(.*?)\2\s*([^\s#]?)""", (rhs.group(1) or rhs.group(2)).strip()
+        )
+        if not literal or "\\" in literal.group(3) or literal.group(4) not in ("", ")", ",", "}"):
+            return None  # a name, an expression or escapes: its value is unknown here
+        text = literal.group(3)
+        holes = r"\{[^}]*\}" if "f" in literal.group(1).lower() else None
+    else:
+        rhs = re.search(rf"{quoted}\s*=\s*(.*)", line)
+        if rhs is None:
+            return None
+        rest = rhs.group(1).strip()
+        end = rest.find(rest[0], 1) if rest[:1] in ("'", '"') else -1
+        text = rest[1:end] if end > 0 else re.split(r"""["']""", rest)[0].strip()
+        holes = r"\$\{[^}]*\}|\{[^}]*\}|\$\w+"  # pytest-env's {VAR}, a .env's ${VAR}
+    pieces = re.split(holes, text) if holes else [text]
+    return re.fullmatch(".*".join(re.escape(piece) for piece in pieces), value) is not None
 
 
 def _how(line: str, name: str) -> str | None:

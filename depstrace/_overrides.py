@@ -29,7 +29,9 @@ with no site.  Closing a request then answers, from the request's own nodes:
   holds the override.
 
 At the end of the run every key no request consulted becomes
-``OVERRIDE_UNUSED``, including keys set and removed within one test.  Every
+``OVERRIDE_UNUSED``, including keys set and removed within one test, unless a
+route of its app (or of an app mounted in it) depends on that key: a partial
+run that reached none of those routes did not make it unused.  Every
 finding says where the override was set.  Request checks only look at
 overrides when the provider has any, so suites without overrides pay one
 attribute read per request.
@@ -385,6 +387,12 @@ class OverrideLedger:
         findings: list[dict[str, Any]] = []
         for entries in groups.values():
             entry = entries[0]
+            used_by = _routes_using(entry.app_id, entry.key)
+            if used_by:
+                # A partial run reached none of these routes: the override is not unused.
+                continue
+            # Claim that no route depends on it only when every route was examined.
+            claim = ": no route depends on that exact object" if used_by == [] else ""
             key = describe(entry.key)
             value = describe(entry.value)
             findings.append(
@@ -395,8 +403,7 @@ class OverrideLedger:
                         f"the override {key.qualname} -> {value.qualname} on app "
                         f"{title_of(entry.app_id)!r} [{entry.app_id}]{_sites_of(entries)} "
                         f"(key defined at {key.site or 'an unknown site'}) was never consulted "
-                        "by any request of the run, although that app served requests: no "
-                        "route depends on that exact object"
+                        f"by any request of the run, although that app served requests{claim}"
                     ),
                     hint=(
                         "Key the override on the very object the route passes to Depends() "
@@ -424,6 +431,22 @@ class OverrideLedger:
             self._served_apps.clear()
             self._fixture_codes.clear()
             self._fixtures.clear()
+
+
+def _routes_using(ident: str, key: Any) -> list[str] | None:
+    """The routes of app ``ident`` (mounted apps included) whose dependency tree uses
+    ``key``, by the doctor's walk; ``None`` when the app is gone or not fully walkable."""
+    app = next((a for a in tracked_apps() if app_id(a) == ident), None)
+    if app is None:
+        return None
+    try:
+        from depstrace.doctor import routes_using  # the doctor owns the route walk
+
+        places = routes_using(app, [key])
+    except Exception:
+        report_internal_error("override checks (route walk)")
+        return None
+    return places[0] if places is not None else None
 
 
 def _live_for(entry: OverrideEntry | None, test: str | None) -> bool:

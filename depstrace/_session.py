@@ -19,6 +19,7 @@ from platform import python_version
 from time import perf_counter, time
 from typing import Any
 
+from depstrace import _envorigin
 from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
 from depstrace._jsonl import JsonlWriter
@@ -260,6 +261,7 @@ class TraceSession:
     def test_started(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         """A pytest test starts (called by the plugin)."""
         self.tests_run += 1
+        _envorigin.test_started(nodeid)  # which test left a variable changed (ENGINE_FROM_ENV)
         self._notify("test_started", nodeid, location)
 
     def test_finished(self, nodeid: str, outcome: str) -> None:

@@ -21,6 +21,7 @@ class Words:
     too_early: str  # why an engine built at import time missed the configuration
     build_later: str  # where to build it instead
     outside: str  # {phase} {test}: who runs statements outside requests
+    outside_no_test: str  # {when} {phase}: the same with no test running
     outside_fix: str
     loop_fix: str
     same_scope: str  # "of the same test"
@@ -46,6 +47,8 @@ TEST_WORDS = Words(
         "during the {phase} phase of {test}: a fixture, the app's lifespan/startup or a "
         "thread used a non-test database directly."
     ),
+    outside_no_test="{when}: code run at import, a pytest hook or a thread used a non-test "
+    "database directly.",
     outside_fix=(
         "Point the engine used by fixtures and startup code at the test database (the "
         "same override the routes get), or create it from the test configuration."
@@ -100,6 +103,10 @@ SERVER_WORDS = Words(
     too_early="from whatever configuration the process held then",
     build_later="from settings read in the app's lifespan",
     outside=(
+        "in the server process ({phase}): the app's lifespan/startup, code run at import "
+        "or a background thread used a non-test database directly."
+    ),
+    outside_no_test=(
         "in the server process ({phase}): the app's lifespan/startup, code run at import "
         "or a background thread used a non-test database directly."
     ),

@@ -159,13 +159,16 @@ def _outside_source(finding: Record) -> str:
 # -- who: tests, fixtures, routes ------------------------------------------------------
 
 
+_NO_TEST = "(outside any test)"
+
+
 def label_of(record: Record) -> str:
     """The test a record belongs to, or the fixture when a session-, package-,
     module- or class-scoped fixture ran it (whichever test needed it first is chance)."""
     fixture = broad_fixture(record)
     if fixture is not None:
         return describe_fixture(fixture)
-    return record.get("test") or "(outside any test)"
+    return record.get("test") or _NO_TEST
 
 
 def broad_fixture(record: Record) -> dict[str, Any] | None:
@@ -488,9 +491,13 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
         for member in members:
             finding = member.finding
             tally.add(finding.get("operations"), finding.get("commits"), finding.get("refused"))
-        tests = list(dict.fromkeys(m.tests for m in members))
+        # Statements while no test ran (conftest import, collection) are in no test.
+        tests = list(dict.fromkeys(m.tests for m in members if m.tests != _NO_TEST))
+        counted = [f"in {plural(len(tests), 'test')}"] if tests else []
+        if any(m.tests == _NO_TEST for m in members):
+            counted.append("outside any test")
         noun = "request" if members[0].where else "time"
-        head = f"  {first['code']}  {plural(len(members), noun)} in {plural(len(tests), 'test')}"
+        head = f"  {first['code']}  {plural(len(members), noun)} {' and '.join(counted)}"
         fixture = broad_fixture(first)
         if fixture is not None:
             stage = "teardown" if first.get("phase") == "teardown" else "setup"
@@ -500,7 +507,7 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
         lines.append(head)
         if quiet:
             continue
-        if fixture is None:
+        if fixture is None and (tests or members[0].where):
             labels = list(dict.fromkeys(m.label for m in members))
             listed = labels if members[0].where else _tests(labels)
             lines.append(f"    in {_first(listed)}")

@@ -181,6 +181,22 @@ def _exception(exc: BaseException) -> str:
 # --- examining -------------------------------------------------------------------------
 
 
+def routes_using(app: Any, keys: list[Any]) -> list[list[str]] | None:
+    """For each of ``keys``, the routes of ``app`` and of the apps mounted in it whose
+    dependency tree uses that exact object (``["GET /items (db)", ...]``), walked as
+    the doctor walks them; ``None`` when some route could not be examined.
+
+    The end-of-run ``OVERRIDE_UNUSED`` check asks this before it claims that no route
+    depends on a key no request of a partial run consulted.
+    """
+    doctor = _Doctor(TestDatabaseRule())
+    doctor._scan_app(app, mount_path=None, prefix="", ancestors=[])
+    if any(scan.opaque for scan in doctor.scans):
+        return None
+    uses = [use for scan in doctor.scans for use in scan.uses]
+    return [[use.where for use in uses if _same_key(key, use.call)] for key in keys]
+
+
 @dataclass(eq=False)
 class _Use:
     """One dependency node of a route: where it is used and whether it was overridden."""

@@ -213,7 +213,11 @@ def _from_env(
 ) -> Finding:
     names = ", ".join(f"${name}" for name in db["env_vars"])
     origins = db.get("env_origins") or {}
-    told = [_env_origin(name, origins[name], words) for name in db["env_vars"] if name in origins]
+    told = [
+        _env_origin(name, origins[name], words, db.get("created_test"))
+        for name in db["env_vars"]
+        if name in origins
+    ]
     # A trace written before origins were recorded: say what is known in general.
     why = "".join(f". {s}" for s in told if s) or (
         ". The environment (a CI secret, a .env file, the shell) won over the "
@@ -233,13 +237,23 @@ def _from_env(
     )
 
 
-def _env_origin(name: str, origin: dict[str, Any], words: Words) -> str:
-    """One sentence: when ``$name`` got its value, and the lines that set it."""
+def _env_origin(
+    name: str, origin: dict[str, Any], words: Words, built_in: str | None = None
+) -> str:
+    """One sentence: when ``$name`` got its value, and the lines that may have set it."""
+    test = origin.get("during_test")
+    if test is None:
+        by = "the run set it"
+    elif test == built_in:
+        by = f"it was set during {test}, the test that built the engine"
+    else:
+        by = f"it was set during {test}, which never restored it"
     when = {
         "before_start": f"${name} was already set when {words.started} (exported by the "
         "shell, a CI job or a process manager) and kept that value",
-        "changed": f"${name} was set when {words.started} and changed since",
-        "during_run": f"${name} was not set when {words.started}: the run set it",
+        "changed": f"${name} was set when {words.started} and changed since"
+        + (f": {by}" if test is not None else ""),
+        "during_run": f"${name} was not set when {words.started}: {by}",
     }.get(origin.get("set") or "", "")
     lines = "; ".join(f"{line['at']} {line['how']}" for line in origin.get("lines", []))
     if lines:
@@ -282,9 +296,17 @@ def _duplicate_sessions(where: str, dependencies: list[dict[str, Any]]) -> list[
     return findings
 
 
+# When statements with no test running ran, by the phase pytest was in.
+_NO_TEST = {
+    "startup": "while pytest was starting (importing conftest.py, loading plugins), "
+    "before any test",
+    "collection": "while pytest was collecting (importing test modules), before any test",
+}
+
+
 def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
     """``DB_OUTSIDE_REQUEST`` for statements on a non-test engine outside any request."""
-    test = use["test"] or "no test"
+    test = use["test"] or "no test"  # a function-scoped fixture always has one
     origin = f" Reached from {use['origin']}." if use.get("origin") else ""
     fixture = use.get("fixture")
     if fixture is not None:
@@ -295,6 +317,9 @@ def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
         if fixture["scope"] == "function":
             when += f" for {test}"
         who = f"{when}: that fixture used a non-test database directly."
+    elif use["test"] is None:
+        when = _NO_TEST.get(use["phase"], f"outside any test ({use['phase']})")
+        who = words.outside_no_test.format(phase=use["phase"], when=when)
     else:
         who = words.outside.format(phase=use["phase"], test=test)
     return Finding(

@@ -1,7 +1,9 @@
 """``depstrace report --format markdown|json``: the run for a CI job summary and for tools.
 
 Markdown is sized for GitHub's job summary (``$GITHUB_STEP_SUMMARY``, 1 MiB per
-step): the headline, one table row per finding code and at most
+step): the account's lines about writes to a non-test database (first, as in
+the account), the headline, the non-test databases reached (a table), one
+table row per finding code and at most
 :data:`SHOWN_TESTS` tests.  Every value from the trace is HTML-escaped inside
 ``<code>`` (a test id may hold ``|``, a backtick or ``<script>``).  JSON holds
 the verdict, the counts and every finding with its request.  Both list what guard
@@ -14,6 +16,9 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from depstrace._redact import redact_text
+from depstrace.account import writes_lines
+from depstrace.findings import DB_OUTSIDE_REQUEST
 from depstrace.gate import CODES, OUTSIDE_TESTS, gated
 from depstrace.report import CAUSES, Verdict
 
@@ -40,9 +45,13 @@ def markdown_lines(
     guard: Sequence[Record] = (),
 ) -> list[str]:
     """The run as GitHub-flavoured Markdown, one list item per line."""
-    lines = ["### depstrace", "", f"**{_cell(headline)}**", ""]
+    lines = ["### depstrace", ""]
+    for said in writes_lines(requests, run_findings):
+        lines += [f"**{_cell(said)}**", ""]
+    lines += [f"**{_cell(headline)}**", ""]
     if gate:
         lines += [f"**{_cell(gate[0])}**", ""]
+    lines += _database_lines(requests, run_findings)
     per_test = gated(requests, run_findings, CODES)
     counts: dict[str, int] = {}
     tests: dict[str, int] = {}
@@ -73,6 +82,27 @@ def markdown_lines(
         lines += [f"- {_cell(problem)}" for problem in problems]
         lines.append("")
     return lines
+
+
+def _database_lines(requests: Sequence[Record], run_findings: Sequence[Record]) -> list[str]:
+    """The non-test databases reached: requests and tests per redacted URL, and the
+    uses outside requests (fixtures, import-time code)."""
+    reached: dict[str, tuple[list[str], set[str], list[Record]]] = {}
+    for request in requests:
+        for db in request["databases"]:
+            if not db["is_test"]:
+                uses = reached.setdefault(redact_text(str(db["url"])), ([], set(), []))
+                uses[0].append(request["id"])
+                uses[1].add(str(request.get("test")))
+    for finding in run_findings:
+        if finding.get("code") == DB_OUTSIDE_REQUEST and finding.get("url"):
+            reached.setdefault(redact_text(str(finding["url"])), ([], set(), []))[2].append(finding)
+    if not reached:
+        return []
+    lines = ["| non-test database | requests | tests | outside requests |", "|---|---:|---:|---:|"]
+    for url, (ids, tests, outside) in reached.items():
+        lines.append(f"| {_code(url)} | {len(set(ids))} | {len(tests)} | {len(outside)} |")
+    return [*lines, ""]
 
 
 def _guard_lines(guard: Sequence[Record]) -> list[str]:

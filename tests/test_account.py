@@ -461,3 +461,22 @@ def test_fit_wraps_to_the_width_and_keeps_every_character() -> None:
         f"database{url}[enginee1]"
     )
     assert fit(["x" * 200], None) == ["x" * 200]
+
+
+def test_statements_while_importing_conftest_are_outside_any_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements a conftest runs at import are counted outside any test, not "in 1
+    test", and said to run while pytest was starting, before any test."""
+    result = run_suite(pytester, monkeypatch, "conftest_import", 1000)
+    result.assert_outcomes(passed=1)
+    lines = account(result)
+    start = lines.index("other findings:")
+    assert lines[start + 1 : start + 3] == [
+        "  DB_OUTSIDE_REQUEST  1 time outside any test: reads 1 (SELECT 1), no writes",
+        "    1 statement ran on sqlite:///dev.db (engine e1, created at conftest.py:5 during "
+        "import) outside any request, while pytest was starting (importing conftest.py, "
+        "loading plugins), before any test: code run at import, a pytest hook or a thread "
+        "used a non-test database directly. Reached from conftest.py:7 in "
+        "conftest:<module>(), through module-level conftest.conn.",
+    ]

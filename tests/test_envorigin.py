@@ -28,7 +28,7 @@ def test_origin_compares_the_value_with_the_snapshot(monkeypatch: pytest.MonkeyP
     """Unchanged since the snapshot, changed since, or absent then; unknown without one."""
     for name in ("SHOP_URL_KEPT", "SHOP_URL_CHANGED", "SHOP_URL_NEW"):
         monkeypatch.delenv(name, raising=False)
-    assert _envorigin.origin("SHOP_URL_KEPT") == {"set": None, "lines": []}
+    assert _envorigin.origin("SHOP_URL_KEPT") == {"set": None, "during_test": None, "lines": []}
     _envorigin.snapshot([("SHOP_URL_KEPT", "sqlite:///a.db"), ("SHOP_URL_CHANGED", "x")])
     _envorigin.snapshot([])  # the first snapshot wins
     monkeypatch.setenv("SHOP_URL_KEPT", "sqlite:///a.db")
@@ -199,3 +199,111 @@ def test_an_xdist_worker_says_whose_start_it_compares_with(
             "when this pytest-xdist worker started (after the controller's conftests ran)",
         )
     }
+
+
+def test_lines_that_cannot_have_produced_the_value_are_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the value known, a line whose literal is another value is not named (a
+    setdefault stays: it kept the value), one whose value cannot be read "may" set it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conftest.py").write_text(
+        "import os\n"
+        'os.environ["SHOP_URL"] = "sqlite:///test.db"\n'
+        'os.environ.setdefault("SHOP_URL", "sqlite:///test.db")\n'
+        "os.environ['SHOP_URL'] = TEST_URL\n"
+        'os.environ["SHOP_URL"] = f"sqlite:///{DATA}/prod.db"\n'
+    )
+    module = types.ModuleType("shop_conftest")
+    module.__file__ = str(tmp_path / "conftest.py")
+    monkeypatch.setitem(sys.modules, "shop_conftest", module)
+    (tmp_path / ".env").write_text("SHOP_URL=sqlite:///dev.db\nSHOP_URL='sqlite:///data/prod.db'\n")
+    monkeypatch.setenv("SHOP_URL", "sqlite:///data/prod.db")
+    assert _envorigin.origin("SHOP_URL")["lines"] == [
+        {
+            "at": "conftest.py:3",
+            "how": "calls os.environ.setdefault, which keeps a value that is already set",
+        },
+        {"at": "conftest.py:4", "how": "may assign os.environ[...]"},
+        {"at": "conftest.py:5", "how": "assigns os.environ[...]"},
+        {"at": ".env:2", "how": "sets it in a .env file (loaded by load_dotenv or the shell)"},
+    ]
+
+
+LEAKY_APP = """
+import os
+from functools import lru_cache
+
+from fastapi import Depends, FastAPI
+from sqlalchemy import create_engine, text
+
+app = FastAPI()
+
+
+@lru_cache
+def get_engine():
+    return create_engine(os.environ["SHOP_URL"])
+
+
+@app.get("/count")
+def count(engine=Depends(get_engine)) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT 1")).scalar_one()
+"""
+
+LEAKY_CONFTEST = """
+import os
+
+TEST_URL = f"sqlite:///{os.environ['SCENARIO_DATA']}/test.db"
+os.environ["SHOP_URL"] = TEST_URL  # the test database, set at import
+
+
+def reset(monkeypatch):
+    monkeypatch.setenv("SHOP_URL", TEST_URL)
+"""
+
+LEAKY_TESTS = """
+import os
+
+from fastapi.testclient import TestClient
+
+from shop import app
+
+
+def test_url_from_env():
+    os.environ["SHOP_URL"] = f"sqlite:///{os.environ['SCENARIO_DATA']}/prod.db"  # never undone
+
+
+def test_count():
+    assert TestClient(app).get("/count").json() == 1
+"""
+
+
+def test_a_value_a_test_left_behind_names_that_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production URL was put in the environment by an earlier test that never
+    restored it: the message names that test, not the conftest line that set the test
+    URL at import, and a fixture's line whose value cannot be read "may" have set it."""
+    data = pytester.path / "data"
+    data.mkdir()
+    pytester.makepyfile(shop=LEAKY_APP, conftest=LEAKY_CONFTEST, test_shop=LEAKY_TESTS)
+    monkeypatch.delenv("SHOP_URL", raising=False)
+    monkeypatch.delenv("DEPSTRACE_TEST_DB", raising=False)
+    monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("DEPSTRACE_FILE", str(pytester.path / "trace.jsonl"))
+    monkeypatch.setenv("SCENARIO_DATA", str(data))
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path), prepend=os.pathsep)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    messages = [
+        finding["message"].split("(value not shown). ", 1)[1]
+        for record in read_records(pytester.path / "trace.jsonl")
+        if record["type"] == "request"
+        for finding in record["findings"]
+        if finding["code"] == "ENGINE_FROM_ENV"
+    ]
+    assert messages == [
+        "$SHOP_URL was not set when pytest started: it was set during "
+        "test_shop.py::test_url_from_env, which never restored it; conftest.py:8 may call "
+        "monkeypatch.setenv"
+    ]

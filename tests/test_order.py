@@ -173,8 +173,9 @@ def test_leaked_database_url_engine_is_named(
             f" {earlier} at app.py:9; run alone, this test builds its own [[]GET /items[]]",
             "*ENGINE_FROM_ENV  each request: engine e1 (*) was built from the environment:"
             " $DATABASE_URL holds exactly this URL (value not shown)*",
-            "*- the run set it. Order effect: engine e1 was created during"
-            f" {earlier} at app.py:9; run alone, this test builds its own [[]GET /items[]]",
+            f"*- it was set during {earlier}, the test that built the engine. Order effect:"
+            f" engine e1 was created during {earlier} at app.py:9; run alone, this test builds"
+            " its own [[]GET /items[]]",
             "*fix  Do not let one test's engines, settings or overrides reach the next*",
         ]
     )

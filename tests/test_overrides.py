@@ -143,6 +143,62 @@ def test_override_set_used_and_popped_in_one_test_is_unused_at_its_line(
     ]
 
 
+def test_override_of_a_dependency_routes_use_is_not_unused_on_a_partial_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys that a route of an included router and a route of a mounted app depend on
+    are not OVERRIDE_UNUSED when the selected test reached neither route; a key no
+    route depends on still is."""
+    extra = """
+        from fastapi import APIRouter, Depends, FastAPI
+        from app import app, get_cache, get_settings
+
+        def get_unused():
+            return 0
+
+        router = APIRouter(prefix="/cache")
+
+        @router.get("/")
+        def cache(cache: str = Depends(get_cache)) -> str:
+            return cache
+
+        app.include_router(router)
+        admin = FastAPI(title="admin")
+
+        @admin.get("/settings")
+        def settings(settings: str = Depends(get_settings)) -> str:
+            return settings
+
+        app.mount("/admin", admin)
+    """
+    conftest = """
+        import pytest
+        from app import app, get_cache, get_settings
+        from extra import get_unused
+
+        @pytest.fixture(autouse=True)
+        def overrides():
+            app.dependency_overrides[get_cache] = lambda: "fake cache"
+            app.dependency_overrides[get_settings] = lambda: "test"
+            app.dependency_overrides[get_unused] = lambda: 1
+            yield
+            app.dependency_overrides.clear()
+    """
+    tests = """
+        from fastapi.testclient import TestClient
+        from app import app
+
+        def test_items():
+            assert TestClient(app).get("/items").json() == "prod/test"
+    """
+    result, records = run(pytester, monkeypatch, extra=extra, conftest=conftest, test_it=tests)
+    result.assert_outcomes(passed=1)
+    assert findings(records) == [("OVERRIDE_UNUSED", "test_it.py::test_items", None)]
+    assert [m.split(" on app")[0] for m in messages(records, "OVERRIDE_UNUSED")] == [
+        "the override extra:get_unused -> conftest:overrides.<locals>.<lambda>"
+    ]
+
+
 def test_leak_across_two_tests_names_the_line_that_set_it(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -184,8 +184,9 @@ def test_json_format(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_markdown_format_fits_a_job_summary(
     trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--format markdown -o FILE: a heading, the headline, a table per code and per test,
-    every value escaped (a test id holding markup or ``|`` cannot break out)."""
+    """--format markdown -o FILE: a heading, the committed writes to production, the
+    headline, the non-test databases reached, a table per code and per test, every
+    value escaped (a test id holding markup or ``|`` cannot break out)."""
     summary = tmp_path / "summary.md"
     status, lines, err = report(
         capsys, str(trace), "--format", "markdown", "-o", str(summary), "--fail-on", "WRONG_DB"
@@ -204,9 +205,16 @@ def test_markdown_format_fits_a_job_summary(
     assert text.splitlines() == [
         "### depstrace",
         "",
+        "**depstrace: 1 request wrote to a non-test database and committed (CREATE 1, "
+        f"INSERT 1 on {prod}).**",
+        "",
         f"**depstrace: 4 of 8 requests reached a non-test database, in 4 tests. Trace: {trace}**",
         "",
         "**depstrace: --fail-on WRONG_DB fails this run: WRONG_DB in 4 tests:**",
+        "",
+        "| non-test database | requests | tests | outside requests |",
+        "|---|---:|---:|---:|",
+        f"| <code>{prod}</code> | 4 | 4 | 0 |",
         "",
         "| code | findings | tests | cause |",
         "|---|---:|---:|---|",
