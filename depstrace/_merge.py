@@ -68,7 +68,8 @@ def combine(
     whose databases are all test databases is kept as a shared stand-in that
     holds only what the verdict counts (its test, whether it reached a database),
     since the account names only requests that found something; one that did
-    keeps only the dependencies on its databases' chains (what the account prints).
+    keeps only the dependencies on its databases' chains (what the account prints)
+    and the fields a report reads, sharing equal values with the requests before it.
     """
     run = Run(
         rule=rule, internal_errors=internal_errors, notes=list(notes), problems=list(problems)
@@ -77,7 +78,7 @@ def combine(
     rules: dict[str, None] = {}
     consulted: dict[tuple[str, str], set[Hashable]] = {}
     stand_ins: dict[tuple[Any, bool], Record] = {}
-    strings: dict[str, str] = {}
+    shared: dict[Any, Any] = {}
     for process, record in entries:
         kind = record["type"]
         if kind == "request":
@@ -92,9 +93,7 @@ def combine(
             clean = not record["findings"] and all(d["is_test"] for d in record["databases"])
             if slim:
                 record = (  # noqa: PLW2901
-                    _stand_in(stand_ins, record)
-                    if clean
-                    else _shared(_chains_only(record), strings)
+                    _stand_in(stand_ins, record) if clean else _slim(_chains_only(record), shared)
                 )
             run.requests.append(record)
         elif kind == "engine":
@@ -147,16 +146,57 @@ _ON_A_DATABASE: list[Record] = [_SEEN_DB]
 _NOTHING: list[Record] = []
 
 
-def _shared(value: Any, strings: dict[str, str]) -> Any:
-    """``value`` with each string equal to one seen before replaced by that one: the
-    requests a long run keeps repeat the same URLs, callables, sites and hints."""
+# What no report reads from a kept request: unique per request (its start, its trace
+# id, its and its dependencies' durations), they would defeat the sharing below.
+_UNREAD = frozenset({"type", "schema", "started", "duration_ms", "trace_id"})
+_UNREAD_INSIDE = frozenset({"duration_ms"})  # of a dependency node
+
+
+def _slim(request: Record, shared: dict[Any, Any]) -> Record:
+    """``request`` without the fields no report reads, each of its values one shared
+    object for all the requests that hold an equal one (see :func:`_share`): an
+    offending request of a long run costs one small dict of its own."""
+    return {
+        shared.setdefault(k, k): v if k == "id" else _share(v, shared)[1]  # ids never repeat
+        for k, v in request.items()
+        if k not in _UNREAD
+    }
+
+
+def _share(value: Any, shared: dict[Any, Any]) -> tuple[Any, Any]:
+    """``(key, value)``: ``key`` tells equal values apart from unequal ones (types, and
+    key order, included: ``1`` is not ``true``), ``value`` is the first equal value seen
+    (``shared`` maps keys to them).  Every request of a route repeats the same
+    dependency chain, database entry, finding and hint.  Nothing writes to a kept
+    record; two equal entries of one list stay two objects (``account`` tells a
+    request's databases apart by identity)."""
     if isinstance(value, str):
-        return strings.setdefault(value, value)
+        value = shared.setdefault(value, value)
+        return value, value
     if isinstance(value, dict):
-        return {k: _shared(v, strings) for k, v in value.items()}
+        items = [(k, *_share(v, shared)) for k, v in value.items() if k not in _UNREAD_INSIDE]
+        key: Any = ("{", *((shared.setdefault(k, k), inner) for k, inner, _ in items))
+        found = shared.get(key)
+        if found is None:
+            found = shared[key] = {k: v for k, _, v in items}
+        return key, found
     if isinstance(value, list):
-        return [_shared(v, strings) for v in value]
-    return value
+        pairs = [_share(v, shared) for v in value]
+        key = ("[", *(inner for inner, _ in pairs))
+        found = shared.get(key)
+        if found is None:
+            seen: set[int] = set()
+            found = []
+            for _, v in pairs:
+                if isinstance(v, dict | list) and id(v) in seen:
+                    v = v.copy()  # noqa: PLW2901
+                seen.add(id(v))
+                found.append(v)
+            shared[key] = found
+        return key, found
+    if isinstance(value, float):
+        return (float, repr(value)), value  # -0.0 == 0.0, but JSON tells them apart
+    return (type(value), value), value
 
 
 def _chains_only(request: Record) -> Record:

@@ -420,16 +420,18 @@ def _group_block(group: Group, served: Callable[[Record], str]) -> list[str]:
 
 def _said(findings: Sequence[tuple[Record, Record]], indent: str) -> list[str]:
     """Each finding code's message(s) once, then each fix once."""
-    messages: dict[str, list[tuple[str, str | None, str | None, str]]] = {}
-    hints: dict[str, list[tuple[str, str | None, str | None, str]]] = {}
+    # Each member once (a group of a long run repeats the same few): equal members
+    # change nothing distinct_messages says (its variants, their order, their labels).
+    messages: dict[str, dict[tuple[str, str | None, str | None, str], None]] = {}
+    hints: dict[str, dict[tuple[str, str | None, str | None, str], None]] = {}
     for request, finding in findings:
         where = _where(request)
-        messages.setdefault(finding["code"], []).append((finding["message"], where, None, where))
-        hints.setdefault(finding["code"], []).append((finding["hint"], where, None, where))
+        messages.setdefault(finding["code"], {})[(finding["message"], where, None, where)] = None
+        hints.setdefault(finding["code"], {})[(finding["hint"], where, None, where)] = None
     lines = []
     for code, members in messages.items():
-        lines.extend(message_lines(code, distinct_messages(members), indent))
-    fixes = (said.text for members in hints.values() for said in distinct_messages(members))
+        lines.extend(message_lines(code, distinct_messages(list(members)), indent))
+    fixes = (said.text for members in hints.values() for said in distinct_messages(list(members)))
     lines.extend(f"{indent}fix  {text}" for text in dict.fromkeys(fixes))
     return lines
 
@@ -468,14 +470,17 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
     """Other findings grouped by (code, object): the fixture when one ran it, else the
     engine and the message with its request, test and counts generalised."""
     groups: dict[tuple[Any, ...], list[Other]] = {}
+    generals: dict[tuple[str, str | None, str | None], str] = {}  # a long run repeats them
     for other in others:
         finding = other.finding
         fixture = broad_fixture(finding)
         if fixture is not None:
             obj: tuple[Any, ...] = (fixture["name"], fixture.get("site"), finding.get("phase"))
         else:
-            texts = distinct_messages([(finding["message"], other.where, other.test, "")])
-            obj = (finding.get("engine_id"), finding.get("app"), texts[0].general)
+            said = (finding["message"], other.where, other.test)
+            if said not in generals:
+                generals[said] = distinct_messages([(*said, "")])[0].general
+            obj = (finding.get("engine_id"), finding.get("app"), generals[said])
         groups.setdefault((finding["code"], *obj), []).append(other)
     if not groups:
         return []
@@ -506,11 +511,14 @@ def render_others(others: Sequence[Other], quiet: bool = False) -> list[str]:
             labels = list(dict.fromkeys(m.label for m in members))
             listed = labels if members[0].where else _tests(labels)
             lines.append(f"    in {_first(listed)}")
+        # Each member once: equal ones change nothing distinct_messages says (see _said).
         texts = distinct_messages(
-            [(m.finding["message"], m.where, m.test, m.label) for m in members]
+            list(dict.fromkeys((m.finding["message"], m.where, m.test, m.label) for m in members))
         )
         lines.extend(message_lines("", texts, "    "))
-        hints = distinct_messages([(m.finding["hint"], m.where, m.test, m.label) for m in members])
+        hints = distinct_messages(
+            list(dict.fromkeys((m.finding["hint"], m.where, m.test, m.label) for m in members))
+        )
         lines.extend(f"    fix  {text}" for text in dict.fromkeys(h.text for h in hints))
     return lines
 

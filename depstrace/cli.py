@@ -296,7 +296,9 @@ def _render(
             fail_on=options.fail_on,
             guard=run.guard,
         )
-        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        # Written as it is encoded: the whole text of a large run would not fit in flat memory.
+        json.dump(document, out, indent=2, ensure_ascii=False)
+        out.write("\n")
     else:
         out.write("\n".join([*lines, *gate, *run.notes]) + "\n")
     out.flush()

@@ -178,11 +178,18 @@ def make_trace(trace: Path, data: Path, prod_dir: Path) -> Path:
     return trace
 
 
-def grow(base: Path, path: Path, *, size: int = 0, requests: int = 0) -> int:
+def grow(
+    base: Path,
+    path: Path,
+    *,
+    size: int = 0,
+    requests: int = 0,
+    offending_every: int = OFFENDING_EVERY,
+) -> int:
     """Write ``path``: ``base``'s records, its requests repeated under new ids and tests
-    (5 requests a test, 20 tests a module, one request in :data:`OFFENDING_EVERY`
-    with findings) until the file holds ``size`` bytes or ``requests`` requests;
-    return how many requests it holds."""
+    (5 requests a test, 20 tests a module, one request in ``offending_every`` with
+    findings: 1 is every request, the suite's override never applied) until the file
+    holds ``size`` bytes or ``requests`` requests; return how many requests it holds."""
     records = [json.loads(line) for line in base.read_text(encoding="utf-8").splitlines()]
     served = [r for r in records if r["type"] == "request"]
     clean = [r for r in served if not r["findings"]]
@@ -193,8 +200,8 @@ def grow(base: Path, path: Path, *, size: int = 0, requests: int = 0) -> int:
             if record["type"] not in ("request", "summary"):
                 file.write(json.dumps(record) + "\n")
         while (size and file.tell() < size) or count < requests:
-            if count % OFFENDING_EVERY == 0:  # each offending request in turn
-                request = offending[count // OFFENDING_EVERY % len(offending)]
+            if count % offending_every == 0:  # each offending request in turn
+                request = offending[count // offending_every % len(offending)]
             else:
                 request = clean[count % len(clean)]
             test = f"tests/test_module{count // 100}.py::test_{count // 5 % 20}"
