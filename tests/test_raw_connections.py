@@ -1,0 +1,240 @@
+"""Raw DBAPI connections and creator engines (docs/format.md, docs/guard.md).
+
+``engine.raw_connection().cursor().execute(...)`` fires no SQLAlchemy statement event,
+and ``create_engine("sqlite://", creator=...)`` has a URL that is not the database:
+neither may make a run say "all on test databases" when it read a production file.
+The "production" databases are real SQLite files outside pytest's temporary directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from depstrace._jsonl import read_records
+
+APP = """
+import os
+import sqlite3
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI
+
+prod = sa.create_engine(os.environ["R_PROD"])
+test_engine = sa.create_engine(os.environ["R_TEST"])
+made = sa.create_engine(
+    "sqlite://", creator=lambda: sqlite3.connect(os.environ["R_FILE"], check_same_thread=False)
+)
+app = FastAPI()
+
+
+def get_conn():
+    with test_engine.connect() as conn:
+        yield conn
+
+
+@app.get("/raw")
+def raw() -> int:
+    con = prod.raw_connection()
+    try:
+        cursor = con.cursor()
+        cursor.execute("SELECT count(*) FROM orders")
+        return cursor.fetchone()[0]
+    finally:
+        con.close()
+
+
+@app.post("/raw")
+def raw_write() -> str:
+    con = prod.raw_connection()
+    try:
+        con.cursor().execute("INSERT INTO orders (note) VALUES ('raw')")
+        con.commit()
+        return "ok"
+    finally:
+        con.close()
+
+
+@app.get("/creator")
+def creator() -> int:
+    with made.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+
+
+@app.get("/orm")
+def orm(conn=Depends(get_conn)) -> int:
+    return conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+"""
+
+TESTS = """
+from fastapi.testclient import TestClient
+
+from app import app, prod
+
+
+def test_get(tmp_path, monkeypatch, path="/{path}"):
+    if {in_tmp}:  # the creator reads R_FILE when it connects
+        import sqlite3
+
+        scratch = tmp_path / "scratch.db"
+        sqlite3.connect(scratch).execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        monkeypatch.setenv("R_FILE", str(scratch))
+    with TestClient(app) as client:
+        assert client.request("{method}", path).status_code == 200
+"""
+
+
+def _db(path: Path) -> Path:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, note TEXT)")
+    return path
+
+
+def _run(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    prod_dir: Path,
+    route: str,
+    *,
+    method: str = "GET",
+    in_tmp: bool = False,
+    guard: str | None = None,
+) -> tuple[pytest.RunResult, list[dict[str, Any]], Path]:
+    for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB", "DEPSTRACE_GUARD"):
+        monkeypatch.delenv(name, raising=False)
+    prod = _db(prod_dir / "prod.db")
+    test = _db(pytester.path / "shop_test.db")
+    monkeypatch.setenv("DEPSTRACE", "1")
+    monkeypatch.setenv("R_PROD", f"sqlite:///{prod}")
+    monkeypatch.setenv("R_TEST", f"sqlite:///{test}")
+    monkeypatch.setenv("R_FILE", os.fspath(prod))
+    if guard is not None:
+        monkeypatch.setenv("DEPSTRACE_GUARD", guard)
+    pytester.makepyfile(app=APP, test_app=TESTS.format(path=route, method=method, in_tmp=in_tmp))
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    trace = pytester.path / ".depstrace" / "trace.jsonl"
+    return result, list(read_records(trace)) if trace.exists() else [], prod
+
+
+def _databases(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [db for r in trace if r["type"] == "request" for db in r["databases"]]
+
+
+def test_raw_connection_read_is_wrong_db(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """A request that reads the production file through raw_connection() records the
+    engine (statements 0, one unobserved connection) and is WRONG_DB, not clean."""
+    result, trace, prod = _run(pytester, monkeypatch, prod_dir, "raw")
+    [db] = _databases(trace)
+    assert (db["engine_id"], db["statements"], db["is_test"]) == ("e1", 0, False)
+    assert db["unobserved_connections"] == 1
+    assert db["url"] == f"sqlite:///{prod}"
+    out = result.stdout.str()
+    assert "all on test databases" not in out
+    assert "depstrace: 1 of 1 requests reached a non-test database" in out
+    [request] = [r for r in trace if r["type"] == "request"]
+    found = {f["code"]: f["message"] for f in request["findings"]}
+    assert set(found) >= {"WRONG_DB", "DI_BYPASS"}
+    assert found["WRONG_DB"].startswith(
+        f"GET /raw checked out 1 connection on sqlite:///{prod} (engine e1, "
+    )
+    assert found["WRONG_DB"].endswith(
+        "it is not a test database. No statement was seen: statements on a raw DBAPI "
+        "connection (engine.raw_connection(), pandas, COPY helpers) are not seen one by one, "
+        "so what it read or wrote is unknown"
+    )
+
+
+def test_ordinary_request_is_recorded_as_before(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """A checkout followed by statements is counted by its statements only: no extra key,
+    no second entry, the run is clean."""
+    result, trace, _ = _run(pytester, monkeypatch, prod_dir, "orm")
+    [db] = _databases(trace)
+    assert (db["statements"], db["operations"], db["is_test"]) == (1, {"SELECT": 1}, True)
+    assert "unobserved_connections" not in db
+    result.stdout.fnmatch_lines(["depstrace: 1 request in 1 test, all on test databases.*"])
+    assert result.ret == 0
+
+
+def test_raw_connection_under_the_guard_is_refused(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """DEPSTRACE_GUARD=writes refuses a raw_connection() on a non-test engine before the
+    pool hands it out: the raw INSERT + commit never lands (the file is byte for byte
+    what it was), and the message says why it cannot be guarded and how to allow it."""
+    prod = _db(prod_dir / "prod.db")
+    before = hashlib.sha256(prod.read_bytes()).hexdigest()
+    result, trace, _ = _run(pytester, monkeypatch, prod_dir, "raw", method="POST", guard="writes")
+    result.assert_outcomes(failed=1)
+    assert hashlib.sha256(prod.read_bytes()).hexdigest() == before
+    result.stdout.fnmatch_lines(
+        [
+            "E *GuardRefused: depstrace guard (DEPSTRACE_GUARD=writes) refused "
+            f"engine.raw_connection() on sqlite:///{prod} (engine e1): it is not a test "
+            "database by the default rule *, and a raw DBAPI connection to a non-test "
+            "database cannot be guarded: statements on it bypass SQLAlchemy's events, so "
+            "they are not seen one by one.",
+            '*If this database must be touched on purpose: @pytest.mark.depstrace_allow_db("'
+            'prod.db")*',
+        ]
+    )
+    [refusal] = [r for r in trace if r["type"] == "guard"]
+    assert (refusal["action"], refusal["operation"]) == ("refused", "RAW CONNECTION")
+    [db] = _databases(trace)
+    assert db["refused"] == {"RAW CONNECTION": 1}
+
+
+@pytest.mark.parametrize("mode", ["writes", "all"])
+def test_guard_lets_ordinary_connections_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path, mode: str
+) -> None:
+    """engine.connect() calls raw_connection() inside SQLAlchemy: not refused as raw; its
+    statements are judged one by one (a read on a non-test file passes under writes)."""
+    result, _, _ = _run(pytester, monkeypatch, prod_dir, "creator", guard=mode)
+    if mode == "writes":
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["E *GuardRefused: *refused SELECT on table orders *"])
+        assert "raw_connection" not in result.stdout.str()
+
+
+def test_creator_engine_onto_a_production_file_is_wrong_db(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """create_engine("sqlite://", creator=...) is judged by the file the creator opened,
+    never as SQLite in memory."""
+    result, trace, prod = _run(pytester, monkeypatch, prod_dir, "creator")
+    [db] = _databases(trace)
+    assert (db["engine_id"], db["is_test"], db["statements"]) == ("e3", False, 1)
+    assert db["url"] == f"sqlite:///{prod}"
+    engines = [r for r in trace if r["type"] == "engine" and r["id"] == "e3"]
+    assert engines[-1]["url"] == f"sqlite:///{prod}"
+    assert engines[-1]["is_test"] is False
+    out = result.stdout.str()
+    assert "all on test databases" not in out
+    [request] = [r for r in trace if r["type"] == "request"]
+    [wrong] = [f["message"] for f in request["findings"] if f["code"] == "WRONG_DB"]
+    assert wrong.startswith(f"GET /creator ran 1 statement on sqlite:///{prod} (engine e3")
+
+
+def test_creator_engine_onto_a_temporary_file_is_clean(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """The same creator engine opening a file in the test's tmp_path is a test database."""
+    result, trace, _ = _run(pytester, monkeypatch, prod_dir, "creator", in_tmp=True)
+    [db] = _databases(trace)
+    assert db["is_test"] is True
+    assert db["url"].startswith(f"sqlite:///{pytester.path}/")
+    assert db["url"].endswith("/scratch.db")
+    result.stdout.fnmatch_lines(["depstrace: 1 request in 1 test, all on test databases.*"])
+    assert result.ret == 0
