@@ -589,20 +589,19 @@ def install(
     return True
 
 
+_CONNECTION_MODULE = "sqlalchemy.engine.base"
+
+
 def _guard_raw_connection(patches: PatchRegistry, engine_class: Any) -> None:
     """With the guard on, ``Engine.raw_connection()`` called by user code (not by
     SQLAlchemy's own ``Connection``, whose statements the guard judges one by one) is
     judged before the pool hands the DBAPI connection out."""
-    from sqlalchemy.engine import Connection
-
-    internal = frozenset(
-        getattr(getattr(Connection, name, None), "__code__", None)
-        for name in ("__init__", "_revalidate_connection")
-    )
     original = engine_class.raw_connection
 
     def raw_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if sys._getframe(1).f_code not in internal:
+        # SQLAlchemy's Connection (engine.connect(), a Session) gets its DBAPI connection
+        # here too, from sqlalchemy.engine.base: those statements are judged one by one.
+        if sys._getframe(1).f_globals.get("__name__") != _CONNECTION_MODULE:
             try:
                 info: EngineInfo | None = registry.lookup(self)
             except Exception:

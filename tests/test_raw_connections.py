@@ -49,6 +49,17 @@ def raw() -> int:
         con.close()
 
 
+@app.get("/raw-one")
+def raw_one() -> int:
+    con = prod.raw_connection()
+    try:
+        cursor = con.cursor()
+        cursor.execute("SELECT 1")
+        return cursor.fetchone()[0]
+    finally:
+        con.close()
+
+
 @app.post("/raw")
 def raw_write() -> str:
     con = prod.raw_connection()
@@ -104,13 +115,14 @@ def _run(
     method: str = "GET",
     in_tmp: bool = False,
     guard: str | None = None,
+    prod_url: str | None = None,
 ) -> tuple[pytest.RunResult, list[dict[str, Any]], Path]:
     for name in ("DEPSTRACE", "DEPSTRACE_FILE", "DEPSTRACE_TEST_DB", "DEPSTRACE_GUARD"):
         monkeypatch.delenv(name, raising=False)
     prod = _db(prod_dir / "prod.db")
     test = _db(pytester.path / "shop_test.db")
     monkeypatch.setenv("DEPSTRACE", "1")
-    monkeypatch.setenv("R_PROD", f"sqlite:///{prod}")
+    monkeypatch.setenv("R_PROD", prod_url or f"sqlite:///{prod}")
     monkeypatch.setenv("R_TEST", f"sqlite:///{test}")
     monkeypatch.setenv("R_FILE", os.fspath(prod))
     if guard is not None:
@@ -238,3 +250,33 @@ def test_creator_engine_onto_a_temporary_file_is_clean(
     assert db["url"].endswith("/scratch.db")
     result.stdout.fnmatch_lines(["depstrace: 1 request in 1 test, all on test databases.*"])
     assert result.ret == 0
+
+
+@pytest.mark.parametrize("guard", [None, "all"])
+def test_raw_connection_to_postgresql(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    prod_dir: Path,
+    postgres: dict[str, str],
+    guard: str | None,
+) -> None:
+    """The same on the real PostgreSQL (psycopg): a raw cursor on depstrace_prod is
+    WRONG_DB; under the guard the connection is refused before the pool opens it."""
+    url = postgres["psycopg_prod"]
+    result, trace, _ = _run(pytester, monkeypatch, prod_dir, "raw-one", guard=guard, prod_url=url)
+    [db] = _databases(trace)
+    assert (db["database"], db["is_test"], db["statements"]) == ("depstrace_prod", False, 0)
+    if guard is None:
+        result.assert_outcomes(passed=1)
+        assert db["unobserved_connections"] == 1
+        [request] = [r for r in trace if r["type"] == "request"]
+        assert "WRONG_DB" in {f["code"] for f in request["findings"]}
+    else:
+        result.assert_outcomes(failed=1)
+        assert db["refused"] == {"RAW CONNECTION": 1}
+        result.stdout.fnmatch_lines(
+            [
+                "E *GuardRefused: depstrace guard (DEPSTRACE_GUARD=all) refused "
+                "engine.raw_connection() on postgresql+psycopg://*depstrace_prod (engine e1)*"
+            ]
+        )
