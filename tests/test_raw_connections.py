@@ -280,3 +280,36 @@ def test_raw_connection_to_postgresql(
                 "engine.raw_connection() on postgresql+psycopg://*depstrace_prod (engine e1)*"
             ]
         )
+
+
+CREATOR_APP = """
+import psycopg
+import sqlalchemy as sa
+
+made = sa.create_engine(
+    "postgresql+psycopg://postgres@127.0.0.1/shop_test",
+    creator=lambda: psycopg.connect("dbname=depstrace_prod"),
+)
+
+
+def test_nothing():
+    pass
+"""
+
+
+@pytest.mark.parametrize(("rule", "is_test"), [(None, False), ("*shop_test*", True)])
+def test_creator_url_is_not_trusted_for_other_backends(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, rule: str | None, is_test: bool
+) -> None:
+    """A PostgreSQL engine with a creator is no test database by the default rule, even
+    with a test-looking URL; only a rule the user wrote accepts it (nothing connects)."""
+    for name in ("DEPSTRACE_FILE", "DEPSTRACE_TEST_DB", "DEPSTRACE_GUARD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEPSTRACE", "1")
+    if rule is not None:
+        monkeypatch.setenv("DEPSTRACE_TEST_DB", rule)
+    pytester.makepyfile(test_made=CREATOR_APP)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    trace = list(read_records(pytester.path / ".depstrace" / "trace.jsonl"))
+    [engine] = [r for r in trace if r["type"] == "engine"]
+    assert (engine["database"], engine["is_test"]) == ("shop_test", is_test)
