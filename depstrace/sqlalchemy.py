@@ -440,7 +440,8 @@ def _note_checkout(pool: Any) -> None:
             use.connection_origin = describe_origin(
                 info.id, endpoint=record.endpoint, phase=_request_stage(record)
             )
-    elif _outside_connection_sink is not None:
+    elif _outside_connection_sink is not None and info.is_test is not True:
+        # A test database's checkouts outside requests say nothing the statements do not.
         _outside_connection_sink(info)
 
 

@@ -100,6 +100,26 @@ def test_get(tmp_path, monkeypatch, path="/{path}"):
 """
 
 
+FIXTURE_TESTS = """
+import pytest
+
+from app import prod
+
+
+@pytest.fixture
+def counted():
+    con = prod.raw_connection()
+    try:
+        con.cursor().execute("SELECT count(*) FROM orders")
+    finally:
+        con.close()
+
+
+def test_with_fixture(counted):
+    pass
+"""
+
+
 def _db(path: Path) -> Path:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, note TEXT)")
@@ -127,7 +147,12 @@ def _run(
     monkeypatch.setenv("R_FILE", os.fspath(prod))
     if guard is not None:
         monkeypatch.setenv("DEPSTRACE_GUARD", guard)
-    pytester.makepyfile(app=APP, test_app=TESTS.format(path=route, method=method, in_tmp=in_tmp))
+    tests = (
+        FIXTURE_TESTS
+        if route == "fixture"
+        else TESTS.format(path=route, method=method, in_tmp=in_tmp)
+    )
+    pytester.makepyfile(app=APP, test_app=tests)
     pytester.makeini("[pytest]\npythonpath = .\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     trace = pytester.path / ".depstrace" / "trace.jsonl"
@@ -313,3 +338,20 @@ def test_creator_url_is_not_trusted_for_other_backends(
     trace = list(read_records(pytester.path / ".depstrace" / "trace.jsonl"))
     [engine] = [r for r in trace if r["type"] == "engine"]
     assert (engine["database"], engine["is_test"]) == ("shop_test", is_test)
+
+
+def test_raw_connection_in_a_fixture_is_db_outside_request(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, prod_dir: Path
+) -> None:
+    """Outside requests the same: a fixture's raw_connection() read on the production
+    file is an outside_request record (statements 0) and a DB_OUTSIDE_REQUEST."""
+    result, trace, prod = _run(pytester, monkeypatch, prod_dir, "fixture")
+    result.assert_outcomes(passed=1)
+    [outside] = [r for r in trace if r["type"] == "outside_request"]
+    assert (outside["engine_id"], outside["statements"], outside["is_test"]) == ("e1", 0, False)
+    assert (outside["phase"], outside["fixture"]["name"]) == ("setup", "counted")
+    assert outside["unobserved_connections"] == 1
+    [finding] = [r for r in trace if r["type"] == "finding"]
+    assert finding["code"] == "DB_OUTSIDE_REQUEST"
+    assert finding["message"].startswith(f"1 connection checked out on sqlite:///{prod} (engine e1")
+    assert "are not seen one by one" in finding["message"]
