@@ -41,6 +41,7 @@ class EngineInfo:
     # Made with creator= / async_creator=: the URL need not be the database.  True until
     # the SQLite file is read from the first connection (depstrace.sqlalchemy), then False.
     creator: bool = False
+    creator_checked: bool = False  # its SQLite file was looked for (once)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``engine`` JSON Lines record."""

@@ -266,7 +266,10 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     try:
         operation = operation_of(statement)
         if operation not in TRANSACTION_CONTROL:
-            attribute(registry.lookup(conn.engine), operation, _outside_sink)
+            info = registry.lookup(conn.engine)
+            if info.creator:
+                _creator_statement(info, cursor)
+            attribute(info, operation, _outside_sink)
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
 
@@ -279,6 +282,8 @@ def _guarded_before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signat
     try:
         operation = _operation(statement)
         info = registry.lookup(conn.engine)
+        if info.creator:
+            _creator_statement(info, cursor)
         if operation not in TRANSACTION_CONTROL:
             attribute(info, operation, _outside_sink)
     except Exception:  # the tracer never breaks the application it observes
@@ -484,13 +489,22 @@ def _watch_creator(engine: Any, info: EngineInfo) -> None:
     event.listen(engine, "connect", connect, once=True)
 
 
+def _creator_statement(info: EngineInfo, cursor: Any) -> None:
+    """A statement on a creator engine whose file is not known yet: one registered after
+    its first connection (created before depstrace was enabled) is resolved here, once."""
+    if info.backend == "sqlite" and not info.creator_checked:
+        connection = getattr(cursor, "connection", None)
+        if connection is not None:
+            _resolve_sqlite_file(connection, info)
+
+
 def _resolve_sqlite_file(dbapi_connection: Any, info: EngineInfo) -> None:
     """``PRAGMA database_list`` on the raw connection (no SQLAlchemy event fires): an empty
     file is SQLite in memory indeed; a path is judged as if the URL had named it."""
-    if not info.creator:
+    if not info.creator or info.creator_checked:
         return
-    raw = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
-    cursor = raw.cursor()
+    info.creator_checked = True  # once, even if it fails: the engine stays no test database
+    cursor = dbapi_connection.cursor()  # the DBAPI connection (aiosqlite's sync adapter too)
     try:
         cursor.execute("PRAGMA database_list")
         rows = cursor.fetchall()

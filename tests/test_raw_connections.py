@@ -355,3 +355,33 @@ def test_raw_connection_in_a_fixture_is_db_outside_request(
     assert finding["code"] == "DB_OUTSIDE_REQUEST"
     assert finding["message"].startswith(f"1 connection checked out on sqlite:///{prod} (engine e1")
     assert "are not seen one by one" in finding["message"]
+
+
+def test_creator_engine_made_before_depstrace_is_judged_by_its_file(
+    trace_file: Path, prod_dir: Path
+) -> None:
+    """A creator engine that connected before depstrace was enabled is registered on its
+    first statement, and its file is read there (the connect event has passed)."""
+    import sqlalchemy as sa
+
+    import depstrace
+    from depstrace import sqlalchemy as probe
+
+    prod = _db(prod_dir / "early.db")
+    engine = sa.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(prod, check_same_thread=False)
+    )
+    with engine.connect() as conn:  # the pool's first connection, untraced
+        conn.exec_driver_sql("SELECT 1")
+    depstrace.instrument(trace_file=trace_file)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM orders")
+        info = probe.registry.find(engine)
+        assert info is not None
+        assert (info.url, info.database, info.is_test) == (f"sqlite:///{prod}", "early.db", False)
+    finally:
+        depstrace.uninstrument()
+        engine.dispose()
+    [*_, record] = [r for r in read_records(trace_file) if r["type"] == "engine"]
+    assert (record["url"], record["is_test"]) == (f"sqlite:///{prod}", False)
