@@ -385,3 +385,21 @@ def test_creator_engine_made_before_depstrace_is_judged_by_its_file(
         engine.dispose()
     [*_, record] = [r for r in read_records(trace_file) if r["type"] == "engine"]
     assert (record["url"], record["is_test"]) == (f"sqlite:///{prod}", False)
+
+
+def test_raw_connection_is_patched_only_while_the_guard_is_on(trace_file: Path) -> None:
+    """Off costs nothing: Engine.raw_connection is SQLAlchemy's own unless the guard is on,
+    and is SQLAlchemy's own again after uninstrument."""
+    from sqlalchemy.engine import Engine
+
+    import depstrace
+
+    original = Engine.raw_connection
+    depstrace.instrument(trace_file=trace_file)
+    assert Engine.raw_connection is original
+    depstrace.uninstrument()
+    depstrace.instrument(trace_file=trace_file, guard="writes")
+    assert Engine.raw_connection is not original
+    assert Engine.raw_connection.__wrapped__ is original  # type: ignore[attr-defined]
+    depstrace.uninstrument()
+    assert Engine.raw_connection is original
