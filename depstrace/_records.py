@@ -154,14 +154,20 @@ class DatabaseUse:
     # checked a connection out but ran no statement SQLAlchemy saw still used the database.
     connections: int = 0
     connection_origin: str | None = None  # where the first checkout was reached from
+    controls: int = 0  # transaction control seen (BEGIN, COMMIT...): never a statement
 
     def unobserved(self) -> dict[str, int]:
         """``{"unobserved_connections": n}`` when connections were checked out and no
         statement was seen (a raw DBAPI cursor), else ``{}``: an ordinary use's record is
         what it always was."""
-        if self.statements or not self.connections:
+        if self.statements or self.controls or not self.connections:
             return {}
         return {"unobserved_connections": self.connections}
+
+    def recorded(self) -> bool:
+        """Whether the use belongs in the records: a statement, a refusal, or a checkout
+        with nothing seen (a checkout that ran only transaction control is none)."""
+        return bool(self.statements or self.refused or self.unobserved())
 
     def refuse(self, operation: str) -> None:
         """The guard refused the statement just counted: it stays a statement (it was

@@ -296,6 +296,8 @@ class TraceSession:
     def _request_dict(self, record: RequestRecord) -> dict[str, Any]:
         databases: list[dict[str, Any]] = []
         for use in list(record.databases.values()):
+            if not use.recorded():
+                continue
             engine = use.engine
             via = record.provider_of(engine.id)
             databases.append(
@@ -388,13 +390,20 @@ class TraceSession:
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
 
-    def note_outside_connection(self, engine: EngineInfo) -> DatabaseUse:
-        """Count a pool checkout outside any request (a fixture's raw_connection())."""
+    def note_outside_connection(
+        self, engine: EngineInfo, control: bool = False
+    ) -> DatabaseUse | None:
+        """Count a pool checkout outside any request (a fixture's raw_connection()), or
+        with ``control``, transaction control seen on one."""
         running = test_phase()
         fixture = running.fixture
         named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
         key = (engine.id, running.nodeid, running.phase, *named)
         use = self._outside.get(key)
+        if control:
+            if use is not None:
+                use.controls += 1
+            return use
         if use is None:
             with self._lock:
                 use = self._outside.setdefault(key, DatabaseUse(engine))
@@ -433,6 +442,8 @@ class TraceSession:
         with self._lock:
             pending, self._outside = self._outside, {}
         for (_, test, phase, *named), use in pending.items():
+            if not use.recorded():
+                continue
             data = {
                 "type": "outside_request",
                 "schema": SCHEMA,

@@ -32,7 +32,7 @@ from depstrace._words import TEST_WORDS, XDIST_WORKER_WORDS
 
 if TYPE_CHECKING:
     from depstrace._context import TestPhase
-    from depstrace._records import EngineInfo, RequestRecord
+    from depstrace._records import DatabaseUse, EngineInfo, RequestRecord
     from depstrace._session import TraceSession
 
 __all__ = ["ENV_VAR", "MODES", "GuardObserver", "GuardRefused", "allow_db"]
@@ -262,11 +262,13 @@ def check_raw_connection(info: EngineInfo) -> None:
             return
         record = _record(guard, info, RAW_CONNECTION, None, "refused")
         request = current_request.get()
+        use: DatabaseUse | None
         if request is not None:
             use = request.note_connection(info)
         else:
             use = guard.session.note_outside_connection(info)
-        use.refused[RAW_CONNECTION] = use.refused.get(RAW_CONNECTION, 0) + 1
+        if use is not None:
+            use.refused[RAW_CONNECTION] = use.refused.get(RAW_CONNECTION, 0) + 1
     except Exception:  # the guard's own fault lets the connection through, and says so
         report_internal_error("guard")
         return

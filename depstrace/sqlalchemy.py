@@ -174,7 +174,8 @@ OutsideSink = Callable[[EngineInfo, str], None]
 _outside_sink: OutsideSink | None = None
 CommitSink = Callable[[EngineInfo], None]
 _outside_commit_sink: CommitSink | None = None
-_outside_connection_sink: Callable[[EngineInfo], object] | None = None
+# (engine, transaction control seen) -> None: a checkout, or a BEGIN/COMMIT on it
+_outside_connection_sink: Callable[[EngineInfo, bool], object] | None = None
 
 
 def _operation(statement: str) -> str:
@@ -270,6 +271,8 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
             if info.creator:
                 _creator_statement(info, cursor)
             attribute(info, operation, _outside_sink)
+        else:
+            _saw_transaction_control(registry.lookup(conn.engine))
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
 
@@ -286,6 +289,8 @@ def _guarded_before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signat
             _creator_statement(info, cursor)
         if operation not in TRANSACTION_CONTROL:
             attribute(info, operation, _outside_sink)
+        else:
+            _saw_transaction_control(info)
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
         return
@@ -447,7 +452,19 @@ def _note_checkout(pool: Any) -> None:
             )
     elif _outside_connection_sink is not None and info.is_test is not True:
         # A test database's checkouts outside requests say nothing the statements do not.
-        _outside_connection_sink(info)
+        _outside_connection_sink(info, False)
+
+
+def _saw_transaction_control(info: EngineInfo) -> None:
+    """A BEGIN/COMMIT/SAVEPOINT went through SQLAlchemy: the connection was observed, so
+    its checkout is no unobserved use (transaction control is never a statement)."""
+    record = current_request.get()
+    if record is not None:
+        use = record.databases.get(info.id)
+        if use is not None:
+            use.controls += 1
+    elif _outside_connection_sink is not None and info.is_test is not True:
+        _outside_connection_sink(info, True)
 
 
 def _pool_info(pool: Any) -> EngineInfo | None:
@@ -540,7 +557,7 @@ def install(
     outside_sink: OutsideSink,
     loop_sink: LoopSink,
     outside_commit_sink: CommitSink | None = None,
-    outside_connection_sink: Callable[[EngineInfo], object] | None = None,
+    outside_connection_sink: Callable[[EngineInfo, bool], object] | None = None,
 ) -> bool:
     """Install the listeners and the ``create_engine`` wrapper; False without SQLAlchemy."""
     global _outside_sink, _skip_dirs, _loop_sink, _outside_commit_sink, _outside_connection_sink
