@@ -98,7 +98,11 @@ def start(
         guard_module.start(guard_mode, session)  # before the probes: they ask its mode
         sqlalchemy.registry.on_new = session.on_new_engine
         sqlalchemy.install(
-            patches, session.note_outside, session.note_loop_mismatch, session.note_outside_commit
+            patches,
+            session.note_outside,
+            session.note_loop_mismatch,
+            session.note_outside_commit,
+            session.note_outside_connection,
         )
         calls.start(session.outside_calls, allow)  # before the probes: they count at once
         stores.install(patches, session.note_outside)  # drivers: now if imported, else on import

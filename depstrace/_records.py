@@ -38,6 +38,10 @@ class EngineInfo:
     created_fixture: dict[str, Any] | None = None
     # depstrace._order.Birth of the settings object whose field is this URL, if any
     from_settings: Any = None
+    # Made with creator= / async_creator=: the URL need not be the database.  True until
+    # the SQLite file is read from the first connection (depstrace.sqlalchemy), then False.
+    creator: bool = False
+    creator_checked: bool = False  # its SQLite file was looked for (once)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``engine`` JSON Lines record."""
@@ -146,6 +150,24 @@ class DatabaseUse:
     commits: int = 0  # commits and savepoint releases
     origin: str | None = None  # where a non-test engine was reached from (findings only)
     refused: dict[str, int] = field(default_factory=dict)  # by the guard: never ran
+    # Pool checkouts (raw_connection(), engine.connect(), a Session): a request that
+    # checked a connection out but ran no statement SQLAlchemy saw still used the database.
+    connections: int = 0
+    connection_origin: str | None = None  # where the first checkout was reached from
+    controls: int = 0  # transaction control seen (BEGIN, COMMIT...): never a statement
+
+    def unobserved(self) -> dict[str, int]:
+        """``{"unobserved_connections": n}`` when connections were checked out and no
+        statement was seen (a raw DBAPI cursor), else ``{}``: an ordinary use's record is
+        what it always was."""
+        if self.statements or self.controls or not self.connections:
+            return {}
+        return {"unobserved_connections": self.connections}
+
+    def recorded(self) -> bool:
+        """Whether the use belongs in the records: a statement, a refusal, or a checkout
+        with nothing seen (a checkout that ran only transaction control is none)."""
+        return bool(self.statements or self.refused or self.unobserved())
 
     def refuse(self, operation: str) -> None:
         """The guard refused the statement just counted: it stays a statement (it was
@@ -214,6 +236,14 @@ class RequestRecord:
         use.operations[operation] = use.operations.get(operation, 0) + 1
         if operation in WRITES:
             use.pending_writes += 1
+        return use
+
+    def note_connection(self, engine: EngineInfo) -> DatabaseUse:
+        """Count one pool checkout of ``engine`` (called from the pool listener)."""
+        use = self.databases.get(engine.id)
+        if use is None:
+            use = self.databases[engine.id] = DatabaseUse(engine)
+        use.connections += 1
         return use
 
     def provider_of(self, engine_id: str) -> DependencyNode | None:

@@ -136,7 +136,9 @@ class TraceSession:
     def is_test(self, engine: EngineInfo) -> bool:
         """Whether ``engine`` matches the session's test-database rule (judged once)."""
         if engine.is_test is None:
-            engine.is_test = self.rule.matches(engine.url)
+            # A creator= engine's URL is not the database: only a rule the user wrote says so.
+            trusted = not engine.creator or not self.rule.describe().startswith("default rule")
+            engine.is_test = trusted and self.rule.matches(engine.url)
         return engine.is_test
 
     def on_new_engine(self, engine: EngineInfo) -> None:
@@ -294,8 +296,10 @@ class TraceSession:
         return self._finished
 
     def _request_dict(self, record: RequestRecord) -> dict[str, Any]:
-        databases = []
+        databases: list[dict[str, Any]] = []
         for use in list(record.databases.values()):
+            if not use.recorded():
+                continue
             engine = use.engine
             via = record.provider_of(engine.id)
             databases.append(
@@ -317,13 +321,14 @@ class TraceSession:
                     "via_chain": [n.label for n in record.chain(via)] if via is not None else [],
                     "env_vars": list(engine.env_vars),
                     "env_origins": engine.env_origins,
-                    "origin": use.origin,
+                    "origin": use.origin or use.connection_origin,
                     "commits": use.commits,
                     "discarded_writes": use.discarded_writes,
                     "created_at": engine.created_at,
                     "created_phase": engine.created_phase,
                     "created_test": engine.created_test,
                 }
+                | use.unobserved()
             )
         innermost = record.apps[-1]
         return {
@@ -366,7 +371,7 @@ class TraceSession:
         named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
         key = (engine.id, running.nodeid, running.phase, *named)
         use = self._outside.get(key)
-        if use is None:
+        if use is None or use.statements == 0:  # new, or only checked out so far
             with self._lock:
                 use = self._outside.setdefault(key, DatabaseUse(engine))
                 self._outside_fixtures[named] = fixture
@@ -386,6 +391,29 @@ class TraceSession:
                 )
         use.statements += 1
         use.operations[operation] = use.operations.get(operation, 0) + 1
+
+    def note_outside_connection(
+        self, engine: EngineInfo, control: bool = False
+    ) -> DatabaseUse | None:
+        """Count a pool checkout outside any request (a fixture's raw_connection()), or
+        with ``control``, transaction control seen on one."""
+        running = test_phase()
+        fixture = running.fixture
+        named = (fixture["name"], fixture["site"]) if fixture is not None else (None, None)
+        key = (engine.id, running.nodeid, running.phase, *named)
+        use = self._outside.get(key)
+        if control:
+            if use is not None:
+                use.controls += 1
+            return use
+        if use is None:
+            with self._lock:
+                use = self._outside.setdefault(key, DatabaseUse(engine))
+                self._outside_fixtures[named] = fixture
+        if use.connections == 0 and engine.is_test is False and use.origin is None:
+            use.connection_origin = describe_origin(engine.id, endpoint=None, phase="")
+        use.connections += 1
+        return use
 
     def outside_use(self, engine: EngineInfo) -> DatabaseUse | None:
         """What is counted on ``engine`` outside any request in the running test phase."""
@@ -416,6 +444,8 @@ class TraceSession:
         with self._lock:
             pending, self._outside = self._outside, {}
         for (_, test, phase, *named), use in pending.items():
+            if not use.recorded():
+                continue
             data = {
                 "type": "outside_request",
                 "schema": SCHEMA,
@@ -429,14 +459,14 @@ class TraceSession:
                 "operations": dict(use.operations),
                 "refused": dict(use.refused),
                 "commits": use.commits,
-                "origin": use.origin,
+                "origin": use.origin or use.connection_origin,
                 "created_at": use.engine.created_at,
                 "created_phase": use.engine.created_phase,
-            }
+            } | use.unobserved()
             self._write(data)
-            if (
-                not data["is_test"]
-                and not set(use.operations) | set(use.refused) <= ADMIN_OPERATIONS
+            if not data["is_test"] and (
+                "unobserved_connections" in data
+                or not set(use.operations) | set(use.refused) <= ADMIN_OPERATIONS
             ):
                 finding = outside_request(data, self.words)
                 self.add_run_finding(

@@ -200,8 +200,8 @@ def _wrong_db(
         code=WRONG_DB,
         severity="error",
         message=(
-            f"{where} ran {_count(db['statements'])} on {db['url']} ({engine}) "
-            f"{provider}; it is not a test database{early}"
+            f"{where} {_ran(db)} on {db['url']} ({engine}) "
+            f"{provider}; it is not a test database{early}{_unseen(db)}"
         ),
         hint=hint,
         engine_id=db["engine_id"],
@@ -326,8 +326,8 @@ def outside_request(use: dict[str, Any], words: Words = TEST_WORDS) -> Finding:
         code=DB_OUTSIDE_REQUEST,
         severity="error",
         message=(
-            f"{_count(use['statements'])} ran on {use['url']} (engine {use['engine_id']}"
-            f"{_created(use)}) outside any request, {who}{origin}"
+            f"{_ran(use, outside=True)} on {use['url']} (engine {use['engine_id']}"
+            f"{_created(use)}) outside any request, {who}{origin}{_unseen(use)}"
         ),
         hint=words.outside_fix,
         engine_id=use["engine_id"],
@@ -372,6 +372,25 @@ def not_committed(
         ),
         hint=words.commit_fix,
         engine_id=engine["engine_id"],
+    )
+
+
+def _ran(use: dict[str, Any], *, outside: bool = False) -> str:
+    """``ran 3 statements`` (``3 statements ran`` outside requests), or for a use seen only
+    by its pool checkouts, ``checked out 1 connection``."""
+    connections = use.get("unobserved_connections")
+    if connections and not use["statements"]:
+        said = f"{connections} connection" + ("" if connections == 1 else "s")
+        return f"{said} checked out" if outside else f"checked out {said}"
+    return f"{_count(use['statements'])} ran" if outside else f"ran {_count(use['statements'])}"
+
+
+def _unseen(use: dict[str, Any]) -> str:
+    if not use.get("unobserved_connections") or use["statements"]:
+        return ""
+    return (
+        ". No statement was seen: statements on a raw DBAPI connection (engine.raw_connection(),"
+        " pandas, COPY helpers) are not seen one by one, so what it read or wrote is unknown"
     )
 
 

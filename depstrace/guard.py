@@ -32,7 +32,7 @@ from depstrace._words import TEST_WORDS, XDIST_WORKER_WORDS
 
 if TYPE_CHECKING:
     from depstrace._context import TestPhase
-    from depstrace._records import EngineInfo, RequestRecord
+    from depstrace._records import DatabaseUse, EngineInfo, RequestRecord
     from depstrace._session import TraceSession
 
 __all__ = ["ENV_VAR", "MODES", "GuardObserver", "GuardRefused", "allow_db"]
@@ -241,6 +241,40 @@ def check(
     raise GuardRefused(_message(guard, info, record), record)
 
 
+RAW_CONNECTION = "RAW CONNECTION"  # the operation of a refused engine.raw_connection()
+
+
+def check_raw_connection(info: EngineInfo) -> None:
+    """Raise :class:`GuardRefused` for ``engine.raw_connection()`` called by user code on a
+    non-test database: statements on a raw DBAPI connection never reach SQLAlchemy's
+    events, so the guard cannot judge them one by one (in ``writes`` and ``all`` modes)."""
+    guard = _guard
+    if guard is None:
+        return
+    try:
+        if info.is_test is None:
+            guard.session.is_test(info)
+        if info.is_test:
+            return
+        allowance = _allowed_by(info)
+        if allowance is not None:
+            _note_allowed(guard, info, RAW_CONNECTION, allowance)
+            return
+        record = _record(guard, info, RAW_CONNECTION, None, "refused")
+        request = current_request.get()
+        use: DatabaseUse | None
+        if request is not None:
+            use = request.note_connection(info)
+        else:
+            use = guard.session.note_outside_connection(info)
+        if use is not None:
+            use.refused[RAW_CONNECTION] = use.refused.get(RAW_CONNECTION, 0) + 1
+    except Exception:  # the guard's own fault lets the connection through, and says so
+        report_internal_error("guard")
+        return
+    raise GuardRefused(_message(guard, info, record), record)
+
+
 def _refused(guard: _Guard, info: EngineInfo, operation: str) -> None:
     """The refused statement stays counted (it was attempted) but as refused, not as a
     read or write: the account's "wrote to a non-test database" is what reached it, and a
@@ -362,6 +396,14 @@ def _message(guard: _Guard, info: EngineInfo, record: dict[str, Any]) -> str:
         f"(engine {info.id}): it is not a test database by the "
         f"{guard.session.rule.describe()}."
     ]
+    if record["operation"] == RAW_CONNECTION:
+        lines = [
+            f"depstrace guard ({ENV_VAR}={guard.mode}) refused engine.raw_connection() on "
+            f"{info.url} (engine {info.id}): it is not a test database by the "
+            f"{guard.session.rule.describe()}, and a raw DBAPI connection to a non-test "
+            "database cannot be guarded: statements on it bypass SQLAlchemy's events, so "
+            "they are not seen one by one."
+        ]
     request = current_request.get()
     try:
         findings = _request_findings(guard, request, info) if request else _outside(guard, info)

@@ -79,8 +79,10 @@ class EngineRegistry:
         created_at: str | None,
         created_phase: str | None,
         created_test: str | None,
+        creator: bool = False,
     ) -> EngineInfo:
-        """Record ``engine`` (idempotent: a known engine keeps its first info)."""
+        """Record ``engine`` (idempotent: a known engine keeps its first info); ``creator``:
+        it was made with ``creator=`` or ``async_creator=``."""
         with self._lock:
             known = self.find(engine)
             if known is not None:
@@ -105,6 +107,7 @@ class EngineRegistry:
                 # order effect (depstrace._order)
                 created_fixture=test_phase().fixture if created_test is not None else None,
                 from_settings=settings_holding(url),
+                creator=creator or _has_creator(engine),
             )
             key = id(engine)
 
@@ -112,6 +115,9 @@ class EngineRegistry:
                 self._by_key.pop(key, None)
 
             self._by_key[key] = (weakref.ref(engine, forget), info)
+            _pools[id(engine.pool)] = (weakref.ref(engine.pool), info)
+        if info.creator and info.backend == "sqlite":
+            _watch_creator(engine, info)
         if self.on_new is not None:
             self.on_new(info)
         return info
@@ -161,11 +167,15 @@ class EngineRegistry:
 
 
 registry = EngineRegistry()
+# id(pool) -> (the pool, its engine's info or None when no known engine owns it)
+_pools: dict[int, tuple[weakref.ref[Any], EngineInfo | None]] = {}
 
 OutsideSink = Callable[[EngineInfo, str], None]
 _outside_sink: OutsideSink | None = None
 CommitSink = Callable[[EngineInfo], None]
 _outside_commit_sink: CommitSink | None = None
+# (engine, transaction control seen) -> None: a checkout, or a BEGIN/COMMIT on it
+_outside_connection_sink: Callable[[EngineInfo, bool], object] | None = None
 
 
 def _operation(statement: str) -> str:
@@ -257,7 +267,12 @@ def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
     try:
         operation = operation_of(statement)
         if operation not in TRANSACTION_CONTROL:
-            attribute(registry.lookup(conn.engine), operation, _outside_sink)
+            info = registry.lookup(conn.engine)
+            if info.creator:
+                _creator_statement(info, cursor)
+            attribute(info, operation, _outside_sink)
+        else:
+            _saw_transaction_control(registry.lookup(conn.engine))
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
 
@@ -270,8 +285,12 @@ def _guarded_before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signat
     try:
         operation = _operation(statement)
         info = registry.lookup(conn.engine)
+        if info.creator:
+            _creator_statement(info, cursor)
         if operation not in TRANSACTION_CONTROL:
             attribute(info, operation, _outside_sink)
+        else:
+            _saw_transaction_control(info)
     except Exception:  # the tracer never breaks the application it observes
         report_internal_error("statement listener")
         return
@@ -397,6 +416,10 @@ def _pool_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 def _pool_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) -> None:
     try:
+        _note_checkout(getattr(proxy, "_pool", None))
+    except Exception:
+        report_internal_error("pool checkout listener")
+    try:
         created = connection_record.info.get(_LOOP_KEY)
         if created is None:
             return
@@ -412,6 +435,109 @@ def _pool_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) ->
             )
     except Exception:
         report_internal_error("pool checkout listener")
+
+
+def _note_checkout(pool: Any) -> None:
+    """A connection of ``pool`` was checked out: a use of its engine's database even when
+    no statement event follows (``raw_connection().cursor().execute(...)``)."""
+    info = _pool_info(pool)
+    if info is None:
+        return
+    record = current_request.get()
+    if record is not None:
+        use = record.note_connection(info)
+        if use.connections == 1 and info.is_test is False and use.origin is None:
+            use.connection_origin = describe_origin(
+                info.id, endpoint=record.endpoint, phase=_request_stage(record)
+            )
+    elif _outside_connection_sink is not None and info.is_test is not True:
+        # A test database's checkouts outside requests say nothing the statements do not.
+        _outside_connection_sink(info, False)
+
+
+def _saw_transaction_control(info: EngineInfo) -> None:
+    """A BEGIN/COMMIT/SAVEPOINT went through SQLAlchemy: the connection was observed, so
+    its checkout is no unobserved use (transaction control is never a statement)."""
+    record = current_request.get()
+    if record is not None:
+        use = record.databases.get(info.id)
+        if use is not None:
+            use.controls += 1
+    elif _outside_connection_sink is not None and info.is_test is not True:
+        _outside_connection_sink(info, True)
+
+
+def _pool_info(pool: Any) -> EngineInfo | None:
+    """The info of the known engine owning ``pool`` (looked for once per pool)."""
+    held = _pools.get(id(pool))
+    if held is not None and held[0]() is pool:
+        return held[1]
+    if pool is None:
+        return None
+    engine = _engine_of_pool(pool)
+    info = registry.find(engine) if engine is not None else None
+    if len(_pools) > 4096:
+        _pools.clear()
+    _pools[id(pool)] = (weakref.ref(pool), info)
+    return info
+
+
+# --- engines made with creator= ----------------------------------------------------
+
+
+def _has_creator(engine: Any) -> bool:
+    """Whether the pool connects through a user's callable rather than the URL."""
+    made = getattr(getattr(engine, "pool", None), "_creator_arg", None)
+    return made is not None and not getattr(made, "__module__", "").startswith("sqlalchemy.")
+
+
+def _watch_creator(engine: Any, info: EngineInfo) -> None:
+    """Read the SQLite file a creator engine really opened, on its first connection."""
+    from sqlalchemy import event
+
+    def connect(dbapi_connection: Any, connection_record: Any) -> None:
+        if _loop_sink is None:
+            return  # depstrace was turned off since
+        try:
+            _resolve_sqlite_file(dbapi_connection, info)
+        except Exception:
+            report_internal_error("creator engine")
+
+    event.listen(engine, "connect", connect, once=True)
+
+
+def _creator_statement(info: EngineInfo, cursor: Any) -> None:
+    """A statement on a creator engine whose file is not known yet: one registered after
+    its first connection (created before depstrace was enabled) is resolved here, once."""
+    if info.backend == "sqlite" and not info.creator_checked:
+        connection = getattr(cursor, "connection", None)
+        if connection is not None:
+            _resolve_sqlite_file(connection, info)
+
+
+def _resolve_sqlite_file(dbapi_connection: Any, info: EngineInfo) -> None:
+    """``PRAGMA database_list`` on the raw connection (no SQLAlchemy event fires): an empty
+    file is SQLite in memory indeed; a path is judged as if the URL had named it."""
+    if not info.creator or info.creator_checked:
+        return
+    info.creator_checked = True  # once, even if it fails: the engine stays no test database
+    cursor = dbapi_connection.cursor()  # the DBAPI connection (aiosqlite's sync adapter too)
+    try:
+        cursor.execute("PRAGMA database_list")
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    path = next((row[2] for row in rows if row[1] == "main"), None)
+    if path is None:
+        return  # not told: the engine stays a creator engine, not a test database
+    if path:
+        url = f"sqlite:///{path}"
+        info.url = redact_url(url)
+        info.database = database_name(url)
+    info.creator = False
+    info.is_test = None
+    if registry.on_new is not None:
+        registry.on_new(info)  # the engine record again, with the file and its verdict
 
 
 def _loop_label(loop: Any) -> str:
@@ -431,9 +557,10 @@ def install(
     outside_sink: OutsideSink,
     loop_sink: LoopSink,
     outside_commit_sink: CommitSink | None = None,
+    outside_connection_sink: Callable[[EngineInfo, bool], object] | None = None,
 ) -> bool:
     """Install the listeners and the ``create_engine`` wrapper; False without SQLAlchemy."""
-    global _outside_sink, _skip_dirs, _loop_sink, _outside_commit_sink
+    global _outside_sink, _skip_dirs, _loop_sink, _outside_commit_sink, _outside_connection_sink
     try:
         import sqlalchemy
         import sqlalchemy.engine.create as create_module
@@ -444,6 +571,7 @@ def install(
     _outside_sink = outside_sink
     _loop_sink = loop_sink
     _outside_commit_sink = outside_commit_sink
+    _outside_connection_sink = outside_connection_sink
     _skip_dirs = (library_dir(sqlalchemy),)
     original = create_module.create_engine
 
@@ -452,7 +580,11 @@ def install(
         try:
             site, phase = caller_site(_skip_dirs)
             registry.register(
-                engine, created_at=site, created_phase=phase, created_test=test_phase().nodeid
+                engine,
+                created_at=site,
+                created_phase=phase,
+                created_test=test_phase().nodeid,
+                creator="creator" in kwargs or "async_creator" in kwargs,
             )
         except Exception:
             report_internal_error("create_engine wrapper")
@@ -470,6 +602,7 @@ def install(
         remove=event.remove,
     )
     if guarded:
+        _guard_raw_connection(patches, Engine)
         patches.listen(Engine, "commit", _guarded_commit, add=event.listen, remove=event.remove)
         patches.listen(Engine, "rollback", _guarded_rollback, add=event.listen, remove=event.remove)
     for name, kind in (
@@ -488,9 +621,38 @@ def install(
     return True
 
 
+_CONNECTION_MODULE = "sqlalchemy.engine.base"
+
+
+def _guard_raw_connection(patches: PatchRegistry, engine_class: Any) -> None:
+    """With the guard on, ``Engine.raw_connection()`` called by user code (not by
+    SQLAlchemy's own ``Connection``, whose statements the guard judges one by one) is
+    judged before the pool hands the DBAPI connection out."""
+    original = engine_class.raw_connection
+
+    def raw_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # SQLAlchemy's Connection (engine.connect(), a Session) gets its DBAPI connection
+        # here too, from sqlalchemy.engine.base: those statements are judged one by one.
+        if sys._getframe(1).f_globals.get("__name__") != _CONNECTION_MODULE:
+            try:
+                info: EngineInfo | None = registry.lookup(self)
+            except Exception:
+                report_internal_error("guard (raw_connection)")
+                info = None
+            if info is not None:
+                guard.check_raw_connection(info)
+        return original(self, *args, **kwargs)
+
+    raw_connection.__wrapped__ = original  # type: ignore[attr-defined]
+    raw_connection.__doc__ = original.__doc__
+    patches.patch(engine_class, "raw_connection", raw_connection)
+
+
 def uninstall() -> None:
     """Forget module state (the patches themselves are undone by the registry)."""
-    global _outside_sink, _loop_sink, _outside_commit_sink
+    global _outside_sink, _loop_sink, _outside_commit_sink, _outside_connection_sink
+    _outside_connection_sink = None
+    _pools.clear()
     _outside_sink = None
     _loop_sink = None
     _outside_commit_sink = None
