@@ -211,9 +211,7 @@ def check(
     if guard is None:
         return
     try:
-        if info.is_test is None:
-            guard.session.is_test(info)
-        if info.is_test:
+        if _judged_test(guard, info):
             return
         text = _text(statement)
         if operation in _ENDS or operation == "ROLLBACK":
@@ -241,6 +239,13 @@ def check(
     raise GuardRefused(_message(guard, info, record), record)
 
 
+def _judged_test(guard: _Guard, info: EngineInfo) -> bool:
+    """Whether ``info`` is a test database, judged by the session's rule the first time."""
+    if info.is_test is None:
+        guard.session.is_test(info)
+    return bool(info.is_test)
+
+
 RAW_CONNECTION = "RAW CONNECTION"  # the operation of a refused engine.raw_connection()
 
 
@@ -252,9 +257,7 @@ def check_raw_connection(info: EngineInfo) -> None:
     if guard is None:
         return
     try:
-        if info.is_test is None:
-            guard.session.is_test(info)
-        if info.is_test:
+        if _judged_test(guard, info):
             return
         allowance = _allowed_by(info)
         if allowance is not None:
