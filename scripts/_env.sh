@@ -52,24 +52,44 @@ find_python() {  # find_python [X.Y] -> path of a Python X.Y; no X.Y: 3.11, else
 }
 
 ensure_uv() {  # ensure_uv PYTHON: uv on PATH, else installed into $BOOTSTRAP_VENV (once)
-    local python=$1 boot
+    local python=$1 boot out
     if command -v uv >/dev/null 2>&1; then
         return 0
     fi
     boot="$PWD/$BOOTSTRAP_VENV"
+    case $PWD in *:*)
+        echo "this checkout's path ($PWD) contains ':', which no folder on PATH may" \
+            "(python -m venv refuses it too): clone it under a path without ':', or put uv" \
+            "on PATH yourself (https://docs.astral.sh/uv/)." >&2
+        return 1 ;;
+    esac
     if [ ! -x "$boot/bin/uv" ]; then
         echo "uv is not on PATH: installing it into $BOOTSTRAP_VENV with $python" \
             "(nothing outside this checkout changes)" >&2
         rm -rf "$boot"
-        if ! "$python" -m venv "$boot" >/dev/null 2>&1; then
+        # A venv with pip first.  Where venv or ensurepip fails (Debian without
+        # python3-venv, a Python built without ensurepip), that Python's own pip
+        # puts uv's wheel in the folder instead (its binary lands in bin/): uv is
+        # one static binary either way.  Only bash builtins and rm are used here,
+        # so this works with the barest PATH.
+        if out=$("$python" -m venv "$boot" 2>&1) \
+            && out=$("$boot/bin/python" -m pip install --quiet --disable-pip-version-check uv 2>&1); then
+            :
+        elif rm -rf "$boot" \
+            && out="$out"$'\n'$("$python" -m pip install --quiet --disable-pip-version-check --target "$boot" uv 2>&1) \
+            && [ -x "$boot/bin/uv" ]; then
+            :
+        else
             rm -rf "$boot"
-            echo "cannot create a virtual environment with $python: its venv module (or" \
-                "ensurepip) is missing. On Debian or Ubuntu install it with:" \
-                "sudo apt install python3-venv; or install uv yourself" \
-                "(https://docs.astral.sh/uv/) and run this again." >&2
+            echo "cannot install uv with $python: neither a virtual environment (python -m venv)" \
+                "nor that Python's pip (python -m pip install --target) worked. On Debian or" \
+                "Ubuntu: sudo apt install python3-venv python3-pip; or install uv yourself" \
+                "(https://docs.astral.sh/uv/) and run this again. What they printed:" >&2
+            printf '%s\n' "$out" | while IFS= read -r line; do
+                case $line in "WARNING: Location"*|"") ;; *) printf '    %s\n' "$line" >&2 ;; esac
+            done
             return 1
         fi
-        "$boot/bin/python" -m pip install --quiet --disable-pip-version-check uv
     fi
     export PATH="$boot/bin:$PATH"  # for the rest of the script and what it runs (tests)
 }

@@ -94,19 +94,40 @@ def test_an_old_python3_is_refused(bin_dir: Path, tmp_path: Path) -> None:
 
 
 def test_uv_is_never_installed_outside_the_checkout(bin_dir: Path, tmp_path: Path) -> None:
-    """Without uv on PATH and with a Python whose venv module is missing (Debian without
-    python3-venv), ensure_uv says what to install and leaves nothing behind."""
-    python = stand_in(bin_dir, "python3", 'echo "ensurepip is not available" >&2; exit 1')
+    """Without uv on PATH and with a Python whose venv module and pip both fail (Debian
+    without python3-venv or python3-pip), ensure_uv says what to install, shows what the
+    two attempts printed, and leaves nothing behind."""
+    python = stand_in(bin_dir, "python3", 'echo "No module named $2" >&2; exit 1')
     result = shell(f"ensure_uv {python}", bin_dir, tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"uv is not on PATH: installing it into .venvs/bootstrap with {python} (nothing "
         "outside this checkout changes)",
-        f"cannot create a virtual environment with {python}: its venv module (or ensurepip) "
-        "is missing. On Debian or Ubuntu install it with: sudo apt install python3-venv; or "
-        "install uv yourself (https://docs.astral.sh/uv/) and run this again.",
+        f"cannot install uv with {python}: neither a virtual environment (python -m venv) "
+        "nor that Python's pip (python -m pip install --target) worked. On Debian or Ubuntu: "
+        "sudo apt install python3-venv python3-pip; or install uv yourself "
+        "(https://docs.astral.sh/uv/) and run this again. What they printed:",
+        "    No module named venv",
+        "    No module named pip",
     ]
     assert list(tmp_path.iterdir()) == [bin_dir]
+
+
+def test_without_venv_the_python_s_own_pip_installs_uv(bin_dir: Path, tmp_path: Path) -> None:
+    """A Python whose venv fails (no ensurepip) but whose pip works: uv's wheel goes into
+    .venvs/bootstrap with ``pip install --target`` and its binary leads PATH."""
+    python = stand_in(
+        bin_dir,
+        "python3",
+        '[ "$2" = venv ] && { echo "ensurepip is not available" >&2; exit 1; }\n'
+        '# -m pip install --quiet --disable-pip-version-check --target DIR uv\n'
+        'dir=$7\n'
+        '/bin/mkdir -p "$dir/bin" && printf "#!/bin/sh\\necho wheel uv\\n" > "$dir/bin/uv"'
+        ' && /bin/chmod +x "$dir/bin/uv"',
+    )
+    result = shell(f"ensure_uv {python} && command -v uv && uv", bin_dir, tmp_path)
+    boot = tmp_path / ".venvs" / "bootstrap"
+    assert (result.returncode, result.stdout) == (0, f"{boot}/bin/uv\nwheel uv\n"), result.stderr
 
 
 def test_uv_bootstrapped_before_is_reused_and_put_on_path(bin_dir: Path, tmp_path: Path) -> None:
@@ -121,3 +142,14 @@ def test_uv_bootstrapped_before_is_reused_and_put_on_path(bin_dir: Path, tmp_pat
         f"{boot}/uv\nfake uv\n",
         "",
     )
+
+
+def test_a_checkout_path_with_a_colon_is_named(bin_dir: Path, tmp_path: Path) -> None:
+    """A folder whose path holds ':' cannot go on PATH (and venv refuses it): ensure_uv
+    says so instead of failing later with "uv: command not found"."""
+    checkout = tmp_path / "ci:1"
+    checkout.mkdir()
+    result = shell("ensure_uv /nonexistent/python", bin_dir, checkout)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"this checkout's path ({checkout}) contains ':'")
+    assert list(checkout.iterdir()) == []
