@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings
 import depstrace
 from depstrace import _order
 from depstrace._context import restore_test_phase, set_test_phase
-from depstrace._records import DependencyNode, RequestRecord
+from depstrace._records import DependencyNode, NodeFacts, RequestRecord
 from depstrace.sqlalchemy import registry
 
 
@@ -39,26 +39,21 @@ def record(engines: list[sa.Engine], test: str) -> RequestRecord:
         app_id="app1", app_title="bench", trace_id=None,
     )  # fmt: skip
     for i in range(6):
-        request.dependencies.append(
-            DependencyNode(
-                id=i,
-                name=f"d{i}",
-                original=f"app:d{i}",
-                original_site=None,
-                resolved=f"app:d{i}",
-                resolved_site=None,
-                overridden=False,
-                kind="sync",
-                callable_type="function",
-                parent=None,
-                provider="app1",
-                scope=None,
-                use_cache=True,
-                cached=False,
-                started=0.0,
-                engine_id=registry.lookup(engines[0]).id if i == 0 else None,
-            )
+        facts = NodeFacts(
+            name=f"d{i}",
+            original=f"app:d{i}",
+            original_site=None,
+            resolved=f"app:d{i}",
+            resolved_site=None,
+            overridden=False,
+            kind="sync",
+            callable_type="function",
+            scope=None,
+            use_cache=True,
         )
+        node = DependencyNode(facts, i, None, "app1", False, 0.0)
+        node.engine_id = registry.lookup(engines[0]).id if i == 0 else None
+        request.dependencies.append(node)
     for engine in engines:
         request.note_statement(registry.lookup(engine), "SELECT")
     return request

@@ -6,21 +6,15 @@ pytest.  Importing this package imports neither FastAPI nor SQLAlchemy.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from depstrace._config import ConfigurationError
 from depstrace._instrument import instrument, is_instrumented, uninstrument
 from depstrace._jsonl import read_records
 from depstrace._redact import redact_url
 from depstrace._testdb import TestDatabaseRule
+from depstrace._version import VERSION as __version__
 from depstrace.assertions import NotInstrumentedError, assert_all_resolved_to_test_db
 from depstrace.guard import GuardRefused, allow_db
 from depstrace.middleware import DepstraceMiddleware
-
-try:
-    __version__ = version("depstrace")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "ConfigurationError",

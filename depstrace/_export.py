@@ -48,6 +48,7 @@ from depstrace._redact import redact_text, redact_url
 # Imported now, not when the first test makes the provider: it binds the
 # standard-library callables it uses at import, before any test patches them.
 from depstrace._spanjson import PrivateIdGenerator, console_line
+from depstrace._version import VERSION
 from depstrace.calls import own_calls
 
 if TYPE_CHECKING:
@@ -258,9 +259,8 @@ def _choose(
 
 
 def _tracer(provider: Any) -> Tracer:
-    from depstrace import __version__
 
-    tracer: Tracer = provider.get_tracer("depstrace", __version__)
+    tracer: Tracer = provider.get_tracer("depstrace", VERSION)
     return tracer
 
 

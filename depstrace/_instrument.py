@@ -93,7 +93,7 @@ def start(
     from depstrace import guard as guard_module
 
     try:
-        from depstrace import fastapi, sqlalchemy, stores
+        from depstrace import fastapi, middleware, sqlalchemy, stores
 
         guard_module.start(guard_mode, session)  # before the probes: they ask its mode
         sqlalchemy.registry.on_new = session.on_new_engine
@@ -107,6 +107,7 @@ def start(
         calls.start(session.outside_calls, allow)  # before the probes: they count at once
         stores.install(patches, session.note_outside)  # drivers: now if imported, else on import
         if fastapi.install(patches):
+            middleware.install(patches)
             _track_override_writes(patches, session)
     except BaseException:
         patches.restore()
@@ -160,13 +161,14 @@ def uninstrument() -> TraceSession | None:
     if _patches is not None:
         _patches.restore()
         _patches = None
-    from depstrace import _override_writes, guard, sqlalchemy, stores
+    from depstrace import _override_writes, fastapi, guard, sqlalchemy, stores
 
     _override_writes.uninstall()
     stores.uninstall()
     sqlalchemy.uninstall()
     sqlalchemy.registry.on_new = None
     _callables.clear_cache()
+    fastapi.clear_facts()
     _envorigin.forget()  # the next instrument() starts afresh
     session.close(internal_errors=sum(_failopen.internal_errors.values()))
     guard.stop()  # after close: the account lines are read while closing

@@ -10,7 +10,7 @@ in the parent greenlet's suspended frame.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from depstrace._callables import library_dirs, shorten_path
@@ -40,21 +40,19 @@ def user_frame() -> FrameType | None:
     return None
 
 
-def _module_factory(frame: FrameType, engine_id: str) -> str | None:
-    """The module-level name (``SessionLocal``, ``engine``) that opened ``engine_id``;
-    session factories win over the engine they wrap."""
-    from depstrace.sqlalchemy import engine_of, registry
+# (frame, engine id) -> the module-level name in the frame's globals that opened that
+# engine (``app.db.SessionLocal``), or None.  The SQLAlchemy probe adds its finder when
+# it is imported: the probes sit above this module.
+FactoryFinder = Callable[[FrameType, str], "str | None"]
+factory_finders: list[FactoryFinder] = []
 
-    module = frame.f_globals.get("__name__", "?")
-    found: list[tuple[bool, str]] = []
-    for name, value in list(frame.f_globals.items()):
-        kind = type(value)
-        if not kind.__module__.startswith("sqlalchemy"):
-            continue
-        engine = engine_of(value)
-        if engine is not None and registry.lookup(engine).id == engine_id:
-            found.append(("ngine" in kind.__name__, f"{module}.{name}"))
-    return min(found)[1] if found else None
+
+def _module_factory(frame: FrameType, engine_id: str) -> str | None:
+    for finder in factory_finders:
+        found = finder(frame, engine_id)
+        if found is not None:
+            return found
+    return None
 
 
 def describe_origin(engine_id: str, *, endpoint: str | None, phase: str) -> str:

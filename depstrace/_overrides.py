@@ -61,6 +61,7 @@ from depstrace.findings import (
     OVERRIDE_UNUSED,
     Finding,
 )
+from depstrace.routes import routes_using
 
 # Scopes whose overrides are meant to outlive one test.
 _LASTING = frozenset({"import", "session", "package", "module", "class"})
@@ -435,13 +436,12 @@ class OverrideLedger:
 
 def _routes_using(ident: str, key: Any) -> list[str] | None:
     """The routes of app ``ident`` (mounted apps included) whose dependency tree uses
-    ``key``, by the doctor's walk; ``None`` when the app is gone or not fully walkable."""
+    ``key``, by the route walk the doctor reports on; ``None`` when the app is gone or
+    not fully walkable."""
     app = next((a for a in tracked_apps() if app_id(a) == ident), None)
     if app is None:
         return None
     try:
-        from depstrace.doctor import routes_using  # the doctor owns the route walk
-
         places = routes_using(app, [key])
     except Exception:
         report_internal_error("override checks (route walk)")

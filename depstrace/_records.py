@@ -64,69 +64,167 @@ class EngineInfo:
         }
 
 
-@dataclass(eq=False, slots=True)
-class DependencyNode:
-    """One ``Depends`` (or ``Security``) node solved during a request."""
+class NodeFacts:
+    """What every solve of one ``Depends`` declaration shares: the callables' names and
+    sites, the override, the parameter.  Built once per (declaration, resolved
+    callable) and cached by the solver wrapper, with the static part of the node's
+    JSON form ready to copy, so a solved node costs a few attribute writes."""
 
-    id: int
-    name: str | None  # parameter name; None for path-operation ``dependencies=[...]``
-    original: str
-    original_site: str | None
-    resolved: str
-    resolved_site: str | None
-    overridden: bool
-    kind: str
-    callable_type: str
-    parent: int | None
-    provider: str | None  # app id of the overrides provider FastAPI consulted
-    scope: str | None
-    use_cache: bool
-    cached: bool
-    started: float
-    duration_ms: float | None = None
-    error: str | None = None
-    value_type: str | None = None
-    engine_id: str | None = None
-    engine_held: bool = False  # the value only holds the engine's session in an attribute
-    # None when ``original`` (module:qualname) finds the very object, the common
-    # case; else (module.attribute that does or None, what it wraps, that one's
-    # site): docs/format.md, "Names that find the object".
-    original_alias: Alias | None = None
-    resolved_alias: Alias | None = None
-    override_site: str | None = None  # where the override that served it was set (ledger)
-    override_leaked_from: str | None = None  # the earlier test that left that override set
-    born: Any = None  # depstrace._order.Birth of the value (a settings object), if noted
+    __slots__ = (
+        "callable_type",
+        "kind",
+        "name",
+        "original",
+        "original_alias",
+        "original_site",
+        "overridden",
+        "resolved",
+        "resolved_alias",
+        "resolved_site",
+        "scope",
+        "template",
+        "use_cache",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str | None,
+        original: str,
+        original_site: str | None,
+        resolved: str,
+        resolved_site: str | None,
+        overridden: bool,
+        kind: str,
+        callable_type: str,
+        scope: str | None,
+        use_cache: bool,
+        original_alias: Alias | None = None,
+        resolved_alias: Alias | None = None,
+    ) -> None:
+        self.name = name  # parameter name; None for path-operation ``dependencies=[...]``
+        self.original = original
+        self.original_site = original_site
+        self.resolved = resolved
+        self.resolved_site = resolved_site
+        self.overridden = overridden
+        self.kind = kind
+        self.callable_type = callable_type
+        self.scope = scope
+        self.use_cache = use_cache
+        # None when ``original`` (module:qualname) finds the very object, the common
+        # case; else (module.attribute that does or None, what it wraps, that one's
+        # site): docs/format.md, "Names that find the object".
+        self.original_alias = original_alias
+        self.resolved_alias = resolved_alias
+        # The entry of ``request.dependencies`` with the per-solve keys still None, in
+        # the documented key order (a copy keeps it).
+        self.template: dict[str, Any] = {
+            "id": None,
+            "name": name or resolved.rpartition(":")[2],
+            "original": original,
+            "original_site": original_site,
+            "resolved": resolved,
+            "resolved_site": resolved_site,
+            "overridden": overridden,
+            "cached": None,
+            "use_cache": use_cache,
+            "kind": kind,
+            "callable_type": callable_type,
+            "parent": None,
+            "provider": None,
+            "scope": scope,
+            "duration_ms": None,
+            "error": None,
+            "value": None,
+            "engine_id": None,
+            "original_alias": None,
+            "resolved_alias": None,
+        }
+
+
+class DependencyNode:
+    """One ``Depends`` (or ``Security``) node solved during a request: its shared
+    :class:`NodeFacts` and what this solve found."""
+
+    __slots__ = (
+        "born",
+        "cached",
+        "duration_ms",
+        "engine_held",
+        "engine_id",
+        "error",
+        "facts",
+        "id",
+        "override_leaked_from",
+        "override_site",
+        "parent",
+        "provider",
+        "started",
+        "value_type",
+    )
+
+    def __init__(  # noqa: PLR0917 - the solver's hot path: positional on purpose
+        self,
+        facts: NodeFacts,
+        id: int,
+        parent: int | None,
+        provider: str | None,  # app id of the overrides provider FastAPI consulted
+        cached: bool,
+        started: float,
+    ) -> None:
+        self.facts = facts
+        self.id = id
+        self.parent = parent
+        self.provider = provider
+        self.cached = cached
+        self.started = started
+        self.duration_ms: float | None = None
+        self.error: str | None = None
+        self.value_type: str | None = None
+        self.engine_id: str | None = None
+        self.engine_held = False  # the value only holds the engine's session in an attribute
+        self.override_site: str | None = None  # where the override that served it was set
+        self.override_leaked_from: str | None = None  # the earlier test that left it set
+        self.born: Any = None  # depstrace._order.Birth of the value (a settings object)
+
+    # The shared facts, read as the node's own (after the request: never hot).
+    name = property(lambda self: self.facts.name)
+    original = property(lambda self: self.facts.original)
+    original_site = property(lambda self: self.facts.original_site)
+    resolved = property(lambda self: self.facts.resolved)
+    resolved_site = property(lambda self: self.facts.resolved_site)
+    overridden = property(lambda self: self.facts.overridden)
+    kind = property(lambda self: self.facts.kind)
+    callable_type = property(lambda self: self.facts.callable_type)
+    scope = property(lambda self: self.facts.scope)
+    use_cache = property(lambda self: self.facts.use_cache)
+    original_alias = property(lambda self: self.facts.original_alias)
+    resolved_alias = property(lambda self: self.facts.resolved_alias)
 
     @property
     def label(self) -> str:
         """The parameter name, or the callable's short name when there is none."""
-        return self.name or self.resolved.rpartition(":")[2]
+        return self.facts.template["name"]  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """The entry of ``request.dependencies``."""
-        data = {
-            "id": self.id,
-            "name": self.label,
-            "original": self.original,
-            "original_site": self.original_site,
-            "resolved": self.resolved,
-            "resolved_site": self.resolved_site,
-            "overridden": self.overridden,
-            "cached": self.cached,
-            "use_cache": self.use_cache,
-            "kind": self.kind,
-            "callable_type": self.callable_type,
-            "parent": self.parent,
-            "provider": self.provider,
-            "scope": self.scope,
-            "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 3),
-            "error": self.error,
-            "value": self.value_type,
-            "engine_id": self.engine_id,
-            "original_alias": alias_dict(self.original_alias),
-            "resolved_alias": alias_dict(self.resolved_alias),
-        }
-        if self.overridden:  # only overridden nodes: a key more on every node costs memory
+        facts = self.facts
+        data = facts.template.copy()
+        data["id"] = self.id
+        data["cached"] = self.cached
+        data["parent"] = self.parent
+        data["provider"] = self.provider
+        if self.duration_ms is not None:
+            data["duration_ms"] = round(self.duration_ms, 3)
+        data["error"] = self.error
+        data["value"] = self.value_type
+        data["engine_id"] = self.engine_id
+        if facts.original_alias is not None:  # a fresh dict each: records are edited later
+            data["original_alias"] = alias_dict(facts.original_alias)
+        if facts.resolved_alias is not None:
+            data["resolved_alias"] = alias_dict(facts.resolved_alias)
+        if facts.overridden:  # only overridden nodes: a key more on every node costs memory
             data["override_site"] = self.override_site
         return data
 

@@ -29,6 +29,7 @@ from depstrace._origin import describe_origin
 from depstrace._overrides import OverrideLedger
 from depstrace._records import SCHEMA, DatabaseUse, EngineInfo, RequestRecord
 from depstrace._requestlog import RequestLog
+from depstrace._sql import ADMIN_OPERATIONS
 from depstrace._testdb import TestDatabaseRule
 from depstrace._words import TEST_WORDS, Words
 from depstrace.calls import AllowList, OutsideCalls
@@ -41,7 +42,6 @@ from depstrace.findings import (
     outside_request,
     request_findings,
 )
-from depstrace.sqlalchemy import ADMIN_OPERATIONS
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -23,7 +23,7 @@ from depstrace.findings import describe_fixture
 Record = dict[str, Any]
 
 # Statements that change data or schema.  ``CREATE DATABASE`` and the like arrive
-# as two-word operations (depstrace.sqlalchemy.ADMIN_OPERATIONS): server
+# as two-word operations (depstrace._sql.ADMIN_OPERATIONS): server
 # administration, so they are not in this set.
 WRITE_OPERATIONS = WRITES | frozenset({"CREATE", "ALTER", "DROP", "TRUNCATE"})
 SHOWN = 3  # how many tests, routes or endpoints a group names before "+N more"

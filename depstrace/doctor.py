@@ -20,21 +20,16 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from depstrace._callables import describe as _describe
-from depstrace._callables import library_dirs, ref_in
+from depstrace._callables import library_dirs
 from depstrace._lookalike import label, origin, why_alike
 from depstrace._names import name_parts
 from depstrace._redact import redact_text
 from depstrace._testdb import ENV_VAR, TestDatabaseRule
+from depstrace.routes import AppScan, RouteWalk, Use, overrides_of, same_key
 
 SCHEMA = 1
-_MAX_DEPTH = 32  # dependency trees deeper than this are cut (they never are in practice)
-_MISSING: Any = object()
-_FASTAPI_DOCS = "fastapi.applications"  # the module of /openapi.json, /docs, /redoc: left out
 
 WRONG_DB = "WRONG_DB"
 OVERRIDE_IDENTITY_MISMATCH = "OVERRIDE_IDENTITY_MISMATCH"
@@ -181,67 +176,19 @@ def _exception(exc: BaseException) -> str:
 # --- examining -------------------------------------------------------------------------
 
 
-def routes_using(app: Any, keys: list[Any]) -> list[list[str]] | None:
-    """For each of ``keys``, the routes of ``app`` and of the apps mounted in it whose
-    dependency tree uses that exact object (``["GET /items (db)", ...]``), walked as
-    the doctor walks them; ``None`` when some route could not be examined.
-
-    The end-of-run ``OVERRIDE_UNUSED`` check asks this before it claims that no route
-    depends on a key no request of a partial run consulted.
-    """
-    doctor = _Doctor(TestDatabaseRule())
-    doctor._scan_app(app, mount_path=None, prefix="", ancestors=[])
-    if any(scan.opaque for scan in doctor.scans):
-        return None
-    uses = [use for scan in doctor.scans for use in scan.uses]
-    return [[use.where for use in uses if _same_key(key, use.call)] for key in keys]
-
-
-@dataclass(eq=False)
-class _Use:
-    """One dependency node of a route: where it is used and whether it was overridden."""
-
-    call: Any
-    where: str  # "GET /items (db)"
-    overridden: bool
-    route: dict[str, Any] = field(default_factory=dict)  # the Route document it belongs to
-    node: dict[str, Any] = field(default_factory=dict)  # its Dependency document
-
-    @property
-    def shown(self) -> str:
-        """The callable named so the name finds it (a wrapper by where it is held)."""
-        node = self.node
-        name, facts = name_parts(node["callable"], node["site"], node["alias"])
-        return f"{name} ({', '.join(facts)})" if facts else name
-
-
-@dataclass(eq=False)
-class _AppScan:
-    """One FastAPI app as the doctor walked it."""
-
-    app: Any
-    ident: str
-    title: str
-    mount_path: str | None
-    ancestors: list[_AppScan]
-    uses: list[_Use] = field(default_factory=list)
-    doc: dict[str, Any] = field(default_factory=dict)
-    opaque: list[str] = field(default_factory=list)  # route types the walk could not enter
-
-
-class _Doctor:
+class _Doctor(RouteWalk):
     def __init__(self, rule: TestDatabaseRule) -> None:
+        super().__init__()
         self.rule = rule
         self.problems: list[dict[str, str]] = []
-        self.scans: list[_AppScan] = []
         self.modules: dict[str, Any] = {}
 
     def report(
         self, target: str, app: Any, created: list[Any], modules: list[Any]
     ) -> dict[str, Any]:
-        root = self._scan_app(app, mount_path=None, prefix="", ancestors=[])
+        root = self.scan_app(app, mount_path=None, prefix="", ancestors=[])
         for module in modules:
-            self._note_module(module)
+            self.note_module(module)
         for scan in self.scans:
             scan.doc["overrides"] = self._overrides(scan)
         self._route_lookalikes()
@@ -258,181 +205,13 @@ class _Doctor:
             "problems": self.problems,
         }
 
-    # -- apps, routes, dependency trees ---------------------------------------------
-
-    def _scan_app(
-        self, app: Any, *, mount_path: str | None, prefix: str, ancestors: list[_AppScan]
-    ) -> _AppScan:
-        from depstrace.fastapi import app_id, app_origin, app_title
-
-        ident = app_id(app)
-        scan = _AppScan(app, ident, app_title(app), mount_path, ancestors)
-        self.scans.append(scan)
-        site, phase = app_origin(ident) or (None, None)
-        scan.doc = {
-            "id": ident,
-            "title": scan.title,
-            "created_at": site,
-            "created_phase": phase,
-            "mount_path": mount_path,
-            "routes": [],
-            "mounts": [],
-            "overrides": [],
-            "unexamined_routes": [],
-        }
-        self._scan_routes(scan, getattr(app, "routes", []), prefix)
-        scan.doc["unexamined_routes"] = sorted(set(scan.opaque))
-        return scan
-
-    def _scan_routes(self, scan: _AppScan, routes: Iterable[Any], prefix: str) -> None:
-        from starlette.routing import Mount
-
-        for route in routes:
-            if isinstance(route, Mount):
-                self._scan_mount(scan, route, prefix)
-            elif _is_included_router(route):
-                self._scan_included(scan, route, prefix)
-            elif not isinstance(getattr(route, "path", None), str):
-                # A route type this FastAPI has and depstrace does not know: say so, and
-                # call no override unused on the strength of an incomplete walk.
-                kind = type(route)
-                scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
-            elif getattr(getattr(route, "endpoint", None), "__module__", None) != _FASTAPI_DOCS:
-                scan.doc["routes"].append(self._route(scan, route, prefix))
-
-    def _scan_included(self, scan: _AppScan, included: Any, prefix: str) -> None:
-        """An ``include_router`` entry of FastAPI >= 0.141 (``_IncludedRouter``): its
-        routes, nested includes flattened, as FastAPI serves them: the full path
-        with every include prefix and the dependant with router-level dependencies."""
-        from fastapi.routing import APIRoute
-        from starlette.routing import Mount
-
-        try:  # private FastAPI API: if it changes, say what was not examined
-            contexts = list(included.effective_route_contexts())
-        except Exception:
-            kind = type(included)
-            scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
-            return
-        for context in contexts:
-            original = getattr(context, "original_route", None)
-            copy = getattr(context, "starlette_route", None)
-            if isinstance(original, APIRoute):
-                scan.doc["routes"].append(self._route(scan, context, prefix, kind="http"))
-            elif isinstance(copy, Mount):
-                self._scan_mount(scan, copy, prefix)
-            elif copy is not None:
-                self._scan_routes(scan, [copy], prefix)
-            else:
-                kind = type(original)
-                scan.opaque.append(f"{kind.__module__}:{kind.__qualname__}")
-
-    def _scan_mount(self, scan: _AppScan, mount: Any, prefix: str) -> None:
-        from fastapi import FastAPI
-
-        path = prefix + mount.path
-        sub = getattr(mount, "app", None)
-        seen = next((known for known in self.scans if known.app is sub), None)
-        if isinstance(sub, FastAPI) and seen is None:
-            child = self._scan_app(
-                sub, mount_path=path, prefix=path, ancestors=[scan, *scan.ancestors]
-            )
-            scan.doc["mounts"].append({"path": path, "app": child.doc})
-        else:  # listed already, or a Starlette app, static files, a Router: no FastAPI routes
-            kind = type(sub)
-            scan.doc["mounts"].append(
-                {
-                    "path": path,
-                    "app": None,
-                    "app_type": f"{kind.__module__}:{kind.__qualname__}",
-                    "same_as": seen.ident if seen is not None else None,
-                }
-            )
-
-    def _route(
-        self, scan: _AppScan, route: Any, prefix: str, *, kind: str | None = None
-    ) -> dict[str, Any]:
-        """One route (or FastAPI's effective view of an included one, ``kind`` given)."""
-        path = prefix + str(getattr(route, "path", "?"))
-        methods = getattr(route, "methods", None)
-        if kind is None:
-            kind = "http" if methods is not None else "websocket"
-            if kind == "websocket" and "WebSocket" not in type(route).__name__:
-                kind = "other"
-        verb = ",".join(sorted(methods)) if methods else "WEBSOCKET"
-        endpoint = getattr(route, "endpoint", None)
-        self._note_module(sys.modules.get(getattr(endpoint, "__module__", None) or ""))
-        doc: dict[str, Any] = {
-            "kind": kind,
-            "methods": sorted(methods) if methods else [],
-            "path": path,
-            "name": getattr(route, "name", None),
-            "endpoint": label(endpoint) if endpoint is not None else None,
-            "endpoint_site": origin(endpoint) if endpoint is not None else None,
-            "dependencies": [],
-            "lookalikes": [],
-        }
-        dependant = getattr(route, "dependant", None)
-        if dependant is not None:
-            overrides = _overrides_of(scan.app)
-            doc["dependencies"] = self._tree(
-                scan,
-                dependant,
-                overrides,
-                route=doc,
-                path=getattr(route, "path_format", path),
-                where=f"{verb} {path}",
-                depth=0,
-            )
-        return doc
-
-    def _tree(
-        self,
-        scan: _AppScan,
-        dependant: Any,
-        overrides: dict[Any, Any],
-        *,
-        route: dict[str, Any],
-        path: str,
-        where: str,
-        depth: int,
-    ) -> list[dict[str, Any]]:
-        nodes = []
-        parent = getattr(dependant, "call", None)
-        context = _describe(parent).home if parent is not None else None
-        for sub in getattr(dependant, "dependencies", None) or []:
-            call = sub.call
-            name = sub.name or label(call).rpartition(":")[2]
-            key = _key_for(overrides, call)
-            self._note_module(sys.modules.get(getattr(call, "__module__", None) or ""))
-            info = _describe(call)
-            node: dict[str, Any] = {
-                "name": name,
-                "callable": label(call),
-                "site": origin(call),
-                "alias": _alias_doc(call, info, context),
-                "override": None,
-                "dependencies": [],
-            }
-            scan.uses.append(_Use(call, f"{where} ({name})", key is not _MISSING, route, node))
-            solved = sub
-            if key is not _MISSING:
-                value = overrides[key]
-                node["override"] = {"callable": label(value), "site": origin(value)}
-                solved = _dependant_for(value, path)  # FastAPI solves the override's own Depends
-            if depth < _MAX_DEPTH:
-                node["dependencies"] = self._tree(
-                    scan, solved, overrides, route=route, path=path, where=where, depth=depth + 1
-                )
-            nodes.append(node)
-        return nodes
-
     # -- overrides ------------------------------------------------------------------------
 
-    def _overrides(self, scan: _AppScan) -> list[dict[str, Any]]:
+    def _overrides(self, scan: AppScan) -> list[dict[str, Any]]:
         entries = []
-        overrides = _overrides_of(scan.app)
+        overrides = overrides_of(scan.app)
         for key, value in list(overrides.items()):
-            used_by = [use.where for use in scan.uses if _same_key(key, use.call)]
+            used_by = [use.where for use in scan.uses if same_key(key, use.call)]
             entry: dict[str, Any] = {
                 "key": label(key),
                 "key_site": origin(key),
@@ -460,13 +239,13 @@ class _Doctor:
             )
         return entries
 
-    def _needed_below(self, scan: _AppScan, key: Any) -> list[dict[str, Any]]:
+    def _needed_below(self, scan: AppScan, key: Any) -> list[dict[str, Any]]:
         """Routes of apps mounted below ``scan`` that use ``key`` without an override."""
         needed = []
         for sub in self.scans:
             if scan not in sub.ancestors:
                 continue
-            places = [u.where for u in sub.uses if not u.overridden and _same_key(key, u.call)]
+            places = [u.where for u in sub.uses if not u.overridden and same_key(key, u.call)]
             if not places:
                 continue
             needed.append({"app": sub.ident, "mount_path": sub.mount_path, "used_by": places})
@@ -481,7 +260,7 @@ class _Doctor:
             )
         return needed
 
-    def _lookalikes(self, scan: _AppScan, key: Any, used_by: list[str]) -> list[dict[str, Any]]:
+    def _lookalikes(self, scan: AppScan, key: Any, used_by: list[str]) -> list[dict[str, Any]]:
         """Routes of ``scan`` that are not overridden although they use a lookalike of
         ``key`` (a wrapper of it, the function of a reloaded module, ...)."""
         found: dict[int, dict[str, Any]] = {}
@@ -534,7 +313,7 @@ class _Doctor:
         other routes use, or an override key of its app, goes in the route's
         ``lookalikes``: an override keyed on one of the two does not reach the other.
         Between two used objects, the one fewer routes use is reported (both on a tie)."""
-        groups: dict[int, tuple[Any, list[_Use]]] = {}
+        groups: dict[int, tuple[Any, list[Use]]] = {}
         for scan in self.scans:
             for use in scan.uses:
                 groups.setdefault(id(use.call), (use.call, []))[1].append(use)
@@ -546,7 +325,7 @@ class _Doctor:
                 if len(other_uses) <= len(uses):
                     self._note_alike(other_uses, call, uses, overridden=False)
         for scan in self.scans:
-            keys = list(_overrides_of(scan.app))
+            keys = list(overrides_of(scan.app))
             for use in scan.uses:
                 if use.overridden:
                     continue
@@ -554,9 +333,9 @@ class _Doctor:
                     self._note_alike([use], key, [], overridden=True)
 
     def _note_alike(
-        self, uses: list[_Use], other: Any, other_uses: list[_Use], *, overridden: bool
+        self, uses: list[Use], other: Any, other_uses: list[Use], *, overridden: bool
     ) -> None:
-        if _same_key(other, uses[0].call):  # equal keys: FastAPI's lookup finds either
+        if same_key(other, uses[0].call):  # equal keys: FastAPI's lookup finds either
             return
         reason = why_alike(other, uses[0].call)
         if reason is None:
@@ -597,12 +376,12 @@ class _Doctor:
         site, phase = app_origin(ident) or (None, None)
         overrides = []
         name = f"{app_title(app)!r} ({ident}, created at {site or '?'})"
-        for key, value in list(_overrides_of(app).items()):
+        for key, value in list(overrides_of(app).items()):
             places = [
                 u.where
                 for scan in self.scans
                 for u in scan.uses
-                if not u.overridden and _same_key(key, u.call)
+                if not u.overridden and same_key(key, u.call)
             ]
             overrides.append(
                 {
@@ -631,7 +410,7 @@ class _Doctor:
 
     # -- engines --------------------------------------------------------------------------
 
-    def _note_module(self, module: Any) -> None:
+    def note_module(self, module: Any) -> None:
         name = getattr(module, "__name__", None)
         if not isinstance(name, str) or name in self.modules or name.split(".")[0] == "depstrace":
             return
@@ -724,64 +503,7 @@ class _Doctor:
         self.problems.append({"code": code, "message": message, "hint": hint})
 
 
-def _is_included_router(route: Any) -> bool:
-    """An ``include_router`` entry kept in the route list (FastAPI >= 0.141)."""
-    return hasattr(route, "original_router") and hasattr(route, "effective_route_contexts")
-
-
-def _alias_doc(call: Any, info: Any, context: str | None) -> dict[str, Any] | None:
-    """As ``*_alias`` in the trace: null when the callable's own name finds it."""
-    if info.exact:
-        return None
-    ref = ref_in(call, info, context)
-    if ref is None and info.wraps is None:
-        return None
-    return {"ref": ref, "wraps": info.wraps, "wraps_site": info.wraps_site}
-
-
-def _overrides_of(app: Any) -> dict[Any, Any]:
-    overrides = getattr(app, "dependency_overrides", None)
-    return overrides if isinstance(overrides, dict) else {}
-
-
-def _key_for(overrides: dict[Any, Any], call: Any) -> Any:
-    """The stored key FastAPI's ``overrides.get(call, call)`` would find, or _MISSING."""
-    if not overrides:
-        return _MISSING
-    try:
-        if call not in overrides:
-            return _MISSING
-    except TypeError:  # unhashable: FastAPI would fail the request too
-        return _MISSING
-    for key in overrides:
-        if key is call:
-            return key
-    for key in overrides:
-        if _same_key(key, call):
-            return key
-    return _MISSING
-
-
-def _same_key(key: Any, call: Any) -> bool:
-    """Whether a dict lookup of ``call`` finds ``key`` (hash and ==, as FastAPI's does)."""
-    if key is call:
-        return True
-    try:
-        return hash(key) == hash(call) and (key == call) is True
-    except Exception:
-        return False
-
-
-def _dependant_for(call: Any, path: str) -> Any:
-    try:
-        from fastapi.dependencies.utils import get_dependant
-
-        return get_dependant(path=path, call=call)
-    except Exception:  # an override FastAPI itself could not analyse: nothing below it
-        return None
-
-
-def _app_name(scan: _AppScan) -> str:
+def _app_name(scan: AppScan) -> str:
     return f"{scan.title!r} ({scan.ident})"
 
 

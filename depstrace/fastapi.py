@@ -25,7 +25,7 @@ from depstrace._callables import CallableInfo, describe, ref_in
 from depstrace._context import current_frame, current_request
 from depstrace._failopen import report_internal_error
 from depstrace._order import birth_of
-from depstrace._records import Alias, DependencyNode, RequestRecord
+from depstrace._records import Alias, DependencyNode, NodeFacts, RequestRecord
 from depstrace._redact import redact_text
 from depstrace._sites import caller_site, library_dir
 from depstrace.sqlalchemy import engine_of, holds_engine, registry, value_type
@@ -109,53 +109,45 @@ def describe_exception(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-class _Child:
-    """Bookkeeping for one nested solve: its node and the original sub-dependant."""
-
-    __slots__ = ("key", "node", "state", "sub")
-
-    def __init__(self, node: DependencyNode, sub: Any, key: Any) -> None:
-        self.node = node
-        self.sub = sub
-        self.key = key
-        # solving -> ready (sub-dependencies solved, FastAPI calls it next)
-        #         | invalid (parameters failed validation) | raised
-        self.state = "solving"
-
-
 _UNKNOWN = "<not looked up yet>"
 
 
 class _Frame:
-    """One ``solve_dependencies`` call: the node it belongs to and its children."""
+    """One ``solve_dependencies`` call: the node it solves (None for a root solve:
+    the endpoint, or a router-level group of dependencies) and its child frames."""
 
     __slots__ = (
         "children",
         "context",
         "dependant",
+        "key",
         "key_of",
         "kwargs",
         "last_cache",
-        "node_child",
+        "node",
         "record",
+        "state",
+        "sub",
     )
 
     def __init__(
-        self,
-        record: RequestRecord,
-        node_child: _Child | None,
-        dependant: Any,
-        kwargs: dict[str, Any],
-        key_of: CacheKey,
+        self, record: RequestRecord, dependant: Any, kwargs: dict[str, Any], key_of: CacheKey
     ) -> None:
         self.record = record
         self.kwargs = kwargs
         self.key_of = key_of
-        self.node_child = node_child
         self.dependant = dependant
-        self.children: list[_Child] = []
+        self.children: list[_Frame] = []
         self.last_cache: Any = None
         self.context: str | None = _UNKNOWN  # the module whose code wrote its Depends
+        # As a child of its parent's solve: its node, the original sub-dependant (the
+        # declaration's position, whatever override FastAPI solved), FastAPI's cache
+        # key when computed, and how far it got: solving -> ready (sub-dependencies
+        # solved, FastAPI calls it next) | invalid (parameters failed validation) | raised.
+        self.node: DependencyNode | None = None
+        self.sub: Any = None
+        self.key: Any = None
+        self.state = "solving"
 
     def alias(self, call: Any, info: CallableInfo) -> Alias | None:
         """None when ``call``'s own name finds it (nearly always: one attribute read);
@@ -171,20 +163,22 @@ class _Frame:
             return None  # a closure, an instance held nowhere: nothing better to say
         return (ref, info.wraps, info.wraps_site)
 
-    def start_child(self, dependant: Any, provider: Any, kwargs: dict[str, Any]) -> _Child | None:
+    def start_child(self, child: _Frame, provider: Any) -> bool:
+        """Make ``child`` (the nested solve starting now) the node of the next of this
+        frame's sub-dependencies; False when it is none of them."""
         subs = self.dependant.dependencies
         index = len(self.children)
         if index >= len(subs):
-            return None
+            return False
         sub = subs[index]
         original = sub.call
-        expected = original
+        resolved = child.dependant.call
         overrides = getattr(provider, "dependency_overrides", None) if provider else None
-        if overrides:
-            expected = overrides.get(original, original)
-        if dependant.call is not expected:
-            return None  # somebody else's nested solve (a plugin calling the solver)
+        expected = overrides.get(original, original) if overrides else original
+        if resolved is not expected:
+            return False  # somebody else's nested solve (a plugin calling the solver)
         self._close_last()
+        kwargs = child.kwargs
         cache = kwargs.get("dependency_cache")
         record = self.record
         # FastAPI's cache keys start with the callable: only compute the full key
@@ -193,9 +187,6 @@ class _Frame:
         key = None
         if sub.name is None or (sub.use_cache and cache and _in_cache(record, cache, original)):
             key = self.key_of(sub, kwargs)
-        original_info = describe(original)
-        resolved_info = original_info if dependant.call is original else describe(dependant.call)
-        parent = self.node_child.node.id if self.node_child is not None else None
         if provider is None:
             provider_id = None
         elif provider is record.provider:  # the same app all request long: one id lookup
@@ -203,56 +194,81 @@ class _Frame:
         else:
             provider_id = app_id(provider)
         node = DependencyNode(
-            id=len(record.dependencies),
+            self.facts(sub, original, resolved),
+            len(record.dependencies),
+            self.node.id if self.node is not None else None,
+            provider_id,
+            bool(key is not None and sub.use_cache and cache and key in cache),
+            perf_counter(),
+        )
+        record.dependencies.append(node)
+        record.calls.append(original)
+        child.node, child.sub, child.key = node, sub, key
+        self.children.append(child)
+        self.last_cache = cache
+        return True
+
+    def facts(self, sub: Any, original: Any, resolved: Any) -> NodeFacts:
+        """The cached :class:`NodeFacts` of ``sub`` (a declaration in this frame's
+        callable) solved by ``resolved``; built on first sight."""
+        parent_call = self.dependant.call
+        scope = getattr(sub, "scope", None)
+        key = (id(original), id(resolved), id(parent_call), sub.name, sub.use_cache, scope)
+        hit = _facts.get(key)
+        if hit is not None and hit[0] is original and hit[1] is resolved and hit[2] is parent_call:
+            return hit[3]
+        original_info = describe(original)
+        resolved_info = original_info if resolved is original else describe(resolved)
+        original_alias = self.alias(original, original_info)
+        facts = NodeFacts(
             name=sub.name,
             original=original_info.qualname,
             original_site=original_info.site,
             resolved=resolved_info.qualname,
             resolved_site=resolved_info.site,
-            overridden=dependant.call is not original,
+            overridden=resolved is not original,
             kind=resolved_info.kind,
             callable_type=resolved_info.callable_type,
-            parent=parent,
-            provider=provider_id,
-            scope=getattr(sub, "scope", None),
+            scope=scope,
             use_cache=sub.use_cache,
-            cached=bool(key is not None and sub.use_cache and cache and key in cache),
-            started=perf_counter(),
-            original_alias=self.alias(original, original_info),
+            original_alias=original_alias,
+            resolved_alias=(
+                self.alias(resolved, resolved_info) if resolved is not original else original_alias
+            ),
         )
-        node.resolved_alias = (
-            self.alias(dependant.call, resolved_info) if node.overridden else node.original_alias
-        )
-        record.dependencies.append(node)
-        record.calls.append(original)
-        child = _Child(node, sub, key)
-        self.children.append(child)
-        self.last_cache = cache
-        return child
+        if len(_facts) >= _FACTS_LIMIT:
+            _facts.clear()
+        # The strong references keep the ids in the key from being reused while cached.
+        _facts[key] = (original, resolved, parent_call, facts)
+        return facts
 
     def _close_last(self) -> None:
         if self.children:
             node = self.children[-1].node
-            if node.duration_ms is None:
+            if node is not None and node.duration_ms is None:
                 node.duration_ms = (perf_counter() - node.started) * 1000.0
 
     def finish(self, values: dict[str, Any], cache: Any) -> None:
         self._close_last()
         for child in self.children:
+            node = child.node
+            if node is None:
+                continue
             if child.state == "invalid":
-                child.node.error = "not called: its parameters failed validation"
+                node.error = "not called: its parameters failed validation"
                 continue
             name = child.sub.name
             if name is not None and name in values:
-                _observe_value(child.node, values[name])
+                _observe_value(node, values[name])
             elif cache and child.key is not None and child.key in cache:
-                _observe_value(child.node, cache[child.key])
+                _observe_value(node, cache[child.key])
 
     def fail(self, exc: BaseException) -> None:
         self._close_last()
         if self.children:
             last = self.children[-1]
-            if last.state == "ready":  # its sub-dependencies were solved: its own call raised
+            # Its sub-dependencies were solved: its own call raised.
+            if last.state == "ready" and last.node is not None:
                 last.node.error = describe_exception(exc)
         # The values dict is lost with the exception: find the solved children's
         # values in the cache, so statements they ran keep their ``via``.
@@ -260,9 +276,22 @@ class _Frame:
         if not cache:
             return
         for child in self.children[:-1]:
+            if child.node is None:
+                continue
             key = child.key if child.key is not None else self.key_of(child.sub, self.kwargs)
             if key in cache:
                 _observe_value(child.node, cache[key])
+
+
+# (original, resolved, parent callable ids, name, use_cache, scope) -> (the three
+# objects, their facts): one entry per Depends declaration and override in use.
+_facts: dict[tuple[Any, ...], tuple[Any, Any, Any, NodeFacts]] = {}
+_FACTS_LIMIT = 4096
+
+
+def clear_facts() -> None:
+    """Forget the cached node facts (used by uninstrument)."""
+    _facts.clear()
 
 
 def _in_cache(record: RequestRecord, cache: dict[Any, Any], call: Any) -> bool:
@@ -318,8 +347,7 @@ def make_traced_solver(original: Callable[..., Any], key_of: CacheKey) -> Callab
             current_frame.reset(token)
             try:
                 frame.fail(exc)
-                if frame.node_child is not None:
-                    frame.node_child.state = "raised"
+                frame.state = "raised"
             except Exception:
                 report_internal_error("solver wrapper (error)")
             raise
@@ -327,8 +355,7 @@ def make_traced_solver(original: Callable[..., Any], key_of: CacheKey) -> Callab
         try:
             values, errors, cache = _unpack(result)
             frame.finish(values, cache)
-            if frame.node_child is not None:
-                frame.node_child.state = "invalid" if errors else "ready"
+            frame.state = "invalid" if errors else "ready"
         except Exception:
             report_internal_error("solver wrapper (exit)")
         return result
@@ -341,13 +368,11 @@ def make_traced_solver(original: Callable[..., Any], key_of: CacheKey) -> Callab
 def _enter(record: RequestRecord, kwargs: dict[str, Any], key_of: CacheKey) -> tuple[_Frame, Any]:
     dependant = kwargs["dependant"]
     provider = kwargs.get("dependency_overrides_provider")
+    frame = _Frame(record, dependant, kwargs, key_of)
     parent = current_frame.get()
-    child = None
-    if parent is not None:
-        child = parent.start_child(dependant, provider, kwargs)
-    if child is None:  # a root solve: the endpoint (or a router-level group of dependencies)
+    if parent is None or not parent.start_child(frame, provider):
+        # a root solve: the endpoint (or a router-level group of dependencies)
         _note_root(record, dependant, provider, kwargs.get("request"))
-    frame = _Frame(record, child, dependant, kwargs, key_of)
     return frame, current_frame.set(frame)
 
 
@@ -408,25 +433,18 @@ def _cache_key_function() -> CacheKey:
 
 
 def install(patches: PatchRegistry) -> bool:
-    """Wrap the solver everywhere it is bound and route every FastAPI app through
-    the depstrace middleware; False when FastAPI is not installed."""
+    """Wrap the solver everywhere it is bound and note every FastAPI app created;
+    False when FastAPI is not installed.  (Requests reach the record through
+    :func:`depstrace.middleware.install`.)"""
     try:
         import fastapi
         import fastapi.routing
         from fastapi.dependencies import utils
     except ImportError:
         return False
-    from depstrace.middleware import traced_call
 
     traced = make_traced_solver(utils.solve_dependencies, _cache_key_function())
     patches.rebind_everywhere(utils.solve_dependencies, traced)
-    original_call = fastapi.FastAPI.__call__
-
-    async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        await traced_call(self, functools.partial(original_call, self), scope, receive, send)
-
-    __call__.__wrapped__ = original_call  # type: ignore[attr-defined]
-    patches.patch(fastapi.FastAPI, "__call__", __call__)
 
     import starlette
 

@@ -26,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 from depstrace._context import current_request, test_phase
 from depstrace._failopen import report_internal_error
 from depstrace._observers import Observer
+from depstrace._origin import describe_origin
 from depstrace._records import SCHEMA, WRITES
+from depstrace._sql import ADMIN_OPERATIONS, TRANSACTION_CONTROL
 from depstrace._testdb import TestDatabaseRule
 from depstrace._words import TEST_WORDS, XDIST_WORKER_WORDS
+from depstrace.findings import describe_fixture, outside_request, request_findings
 
 if TYPE_CHECKING:
     from depstrace._context import TestPhase
@@ -40,7 +43,7 @@ __all__ = ["ENV_VAR", "MODES", "GuardObserver", "GuardRefused", "allow_db"]
 ENV_VAR = "DEPSTRACE_GUARD"
 MODES = ("off", "writes", "all")
 
-# What changes data or schema, by the operation word depstrace.sqlalchemy._operation
+# What changes data or schema, by the operation word depstrace._sql.operation
 # gives (CREATE/DROP/ALTER DATABASE, ROLE... are server administration: never refused).
 _SCHEMA_CHANGES = frozenset({"CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "COMMENT"})
 _WRITE_OPERATIONS = WRITES | _SCHEMA_CHANGES | {"COPY", "GRANT", "REVOKE", "VACUUM", "REINDEX"}
@@ -105,7 +108,8 @@ _lock = threading.Lock()
 # id(connection) -> (the connection or a weak reference to it, writes let through by an
 # allowance since its transaction began); the reference keeps a reused id from matching.
 _wrote_on: dict[int, tuple[Any, int]] = {}
-_never_refused: frozenset[str] = frozenset()  # transaction control, server administration
+# Transaction control and server administration: a per-test-database fixture's own work.
+_never_refused: frozenset[str] = TRANSACTION_CONTROL | ADMIN_OPERATIONS
 
 
 # -- on and off ----------------------------------------------------------------------
@@ -113,10 +117,7 @@ _never_refused: frozenset[str] = frozenset()  # transaction control, server admi
 
 def start(mode: str, session: TraceSession) -> None:
     """Turn the guard on for ``session`` (before the probes install) unless ``mode`` is off."""
-    global _guard, _never_refused
-    from depstrace.sqlalchemy import ADMIN_OPERATIONS, TRANSACTION_CONTROL
-
-    _never_refused = TRANSACTION_CONTROL | ADMIN_OPERATIONS
+    global _guard
     _guard = None if mode == "off" else _Guard(mode, session)
 
 
@@ -439,8 +440,6 @@ def _message(guard: _Guard, info: EngineInfo, record: dict[str, Any]) -> str:
 
 def _who(running: TestPhase) -> str:
     if running.fixture is not None:
-        from depstrace.findings import describe_fixture
-
         stage = "teardown" if running.phase == "teardown" else "setup"
         return f"{stage} of {describe_fixture(running.fixture)}, test {running.nodeid}"
     if running.nodeid is not None:
@@ -450,17 +449,12 @@ def _who(running: TestPhase) -> str:
 
 def _request_findings(guard: _Guard, request: RequestRecord, info: EngineInfo) -> list[Any]:
     """What depstrace would say of the request now, about this engine."""
-    from depstrace.findings import request_findings
-
     data = guard.session._request_dict(request)
     found = request_findings(data, guard.session.words) + list(request.live_findings)
     return [f for f in found if f.engine_id in (info.id, None)]
 
 
 def _outside(guard: _Guard, info: EngineInfo) -> list[Any]:
-    from depstrace._origin import describe_origin
-    from depstrace.findings import outside_request
-
     running = test_phase()
     use = {
         "test": running.nodeid,

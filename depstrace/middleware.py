@@ -10,13 +10,17 @@ logic for apps instrumented explicitly or served by something that is not
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depstrace._context import current_request
 from depstrace._failopen import report_internal_error
 from depstrace._session import active_session
 from depstrace.fastapi import app_id, describe_exception
+
+if TYPE_CHECKING:
+    from depstrace._patching import PatchRegistry
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -92,3 +96,17 @@ async def traced_call(
             session.close_request(record)
         except Exception:
             report_internal_error("middleware (close)")
+
+
+def install(patches: PatchRegistry) -> None:
+    """Route every FastAPI app's ``__call__`` through :func:`traced_call` (FastAPI is
+    importable: :func:`depstrace.fastapi.install` said so)."""
+    import fastapi
+
+    original_call = fastapi.FastAPI.__call__
+
+    async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        await traced_call(self, functools.partial(original_call, self), scope, receive, send)
+
+    __call__.__wrapped__ = original_call  # type: ignore[attr-defined]
+    patches.patch(fastapi.FastAPI, "__call__", __call__)

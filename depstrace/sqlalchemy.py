@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import sys
 import threading
 import weakref
 from asyncio import get_running_loop
 from collections.abc import Callable, Hashable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from depstrace import guard
+from depstrace import _origin, guard
 from depstrace._context import current_request, test_phase
 from depstrace._envorigin import origin as env_origin
 from depstrace._failopen import report_internal_error
@@ -29,13 +29,13 @@ from depstrace._origin import describe_origin
 from depstrace._records import EngineInfo, RequestRecord
 from depstrace._redact import database_name, redact_url
 from depstrace._sites import caller_site, library_dir
+from depstrace._sql import TRANSACTION_CONTROL, operation_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from depstrace._patching import PatchRegistry
 
-_OPERATION = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(\w+)", re.DOTALL)
 # Frames in these directories are never "the user's create_engine call".
 _skip_dirs: tuple[str, ...] = ()
 
@@ -178,54 +178,22 @@ _outside_commit_sink: CommitSink | None = None
 _outside_connection_sink: Callable[[EngineInfo, bool], object] | None = None
 
 
-def _operation(statement: str) -> str:
-    """The statement's first keyword, upper case; ``CREATE DATABASE`` and the like
-    (server administration, not application data) keep their object word, and so
-    does ``START TRANSACTION``; ``BEGIN`` that opens a code block (Oracle, T-SQL)
-    rather than a transaction is ``BLOCK``.  Transaction control followed by more
-    statements in one string (``BEGIN; INSERT ...; COMMIT``) is named by what follows."""
-    match = _OPERATION.match(statement)
-    if match is None:
-        return "?"
-    keyword = match.group(1).upper()
-    if keyword == "SELECT" and "pg_database" in statement:
-        return "SELECT pg_database"  # does that database exist? (before CREATE DATABASE)
-    if keyword in _DDL:
-        admin = _DATABASE_DDL.match(statement, match.end())
-        return keyword if admin is None else f"{keyword} {admin.group(1).upper()}"
-    if keyword == "BEGIN" and not _BEGIN_TRANSACTION.match(statement, match.end()):
-        return "BLOCK"
-    if keyword == "START" and _TRANSACTION_WORD.match(statement, match.end()):
-        keyword = "START TRANSACTION"
-    if keyword in TRANSACTION_CONTROL:
-        end = statement.find(";", match.end())
-        if end >= 0 and statement[end + 1 :].strip():
-            following = _operation(statement[end + 1 :])
-            return keyword if following == "?" else following
-    return keyword
+def module_factory(frame: FrameType, engine_id: str) -> str | None:
+    """The module-level name (``SessionLocal``, ``engine``) in ``frame``'s globals that
+    opened ``engine_id``; session factories win over the engine they wrap."""
+    module = frame.f_globals.get("__name__", "?")
+    found: list[tuple[bool, str]] = []
+    for name, value in list(frame.f_globals.items()):
+        kind = type(value)
+        if not kind.__module__.startswith("sqlalchemy"):
+            continue
+        engine = engine_of(value)
+        if engine is not None and registry.lookup(engine).id == engine_id:
+            found.append(("ngine" in kind.__name__, f"{module}.{name}"))
+    return min(found)[1] if found else None
 
 
-_DDL = frozenset({"CREATE", "DROP", "ALTER"})
-_DATABASE_DDL = re.compile(r"\s+(DATABASE|ROLE|USER|EXTENSION)\b", re.IGNORECASE)
-# Operations that administer the server rather than read or write application
-# data: a fixture creating per-test databases on the maintenance database is fine.
-ADMIN_OPERATIONS = frozenset(
-    [f"{verb} {noun}" for verb in _DDL for noun in ("DATABASE", "ROLE", "USER", "EXTENSION")]
-    + ["SELECT pg_database"]
-)
-# What follows BEGIN when it starts a transaction (PostgreSQL, MySQL, SQLite, T-SQL)
-# rather than a block of code such as Oracle's "BEGIN proc(); END;".
-_BEGIN_TRANSACTION = re.compile(
-    r"\s*(?:;|$|(?:TRANSACTION|WORK|TRAN|ISOLATION|READ|DEFERRABLE|NOT|DEFERRED|IMMEDIATE"
-    r"|EXCLUSIVE|DISTRIBUTED)\b)",
-    re.IGNORECASE,
-)
-_TRANSACTION_WORD = re.compile(r"\s+TRANSACTION\b", re.IGNORECASE)
-# Transaction control reads and writes no data: it is never counted as a statement, so
-# on its own it never makes a finding (a fixture's bare COMMIT before DROP DATABASE).
-TRANSACTION_CONTROL = frozenset(
-    {"BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE"}
-)
+_origin.factory_finders.append(module_factory)
 
 
 def env_vars_for(url: Any) -> tuple[str, ...]:
@@ -242,23 +210,6 @@ def env_vars_for(url: Any) -> tuple[str, ...]:
         except Exception:  # not a URL SQLAlchemy understands
             continue
     return tuple(sorted(names))
-
-
-# Statement string -> operation: an application runs the same few hundred statement
-# strings over and over (SQLAlchemy caches their compilation), so each is classified once.
-_operations: dict[str, str] = {}
-_OPERATIONS_LIMIT = 4096
-
-
-def operation_of(statement: str) -> str:
-    """:func:`_operation`, cached per statement string."""
-    operation = _operations.get(statement)
-    if operation is None:
-        operation = _operation(statement)
-        if len(_operations) >= _OPERATIONS_LIMIT:
-            _operations.clear()
-        _operations[statement] = operation
-    return operation
 
 
 def _before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signature
@@ -283,7 +234,7 @@ def _guarded_before_cursor_execute(  # noqa: PLR0917 - SQLAlchemy's event signat
     """:func:`_before_cursor_execute` when the guard is on: counted, then judged; a
     refusal raises here, so the statement never reaches the driver."""
     try:
-        operation = _operation(statement)
+        operation = operation_of(statement)
         info = registry.lookup(conn.engine)
         if info.creator:
             _creator_statement(info, cursor)

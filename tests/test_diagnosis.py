@@ -14,8 +14,8 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from depstrace import _sql, testing
 from depstrace import sqlalchemy as probe
-from depstrace import testing
 from depstrace.report import reevaluate
 
 
@@ -38,7 +38,7 @@ def test_operation_keeps_the_object_of_server_administration(
     statement: str, operation: str
 ) -> None:
     """CREATE/DROP/ALTER DATABASE are administration, not application data."""
-    assert probe._operation(statement) == operation
+    assert _sql.operation(statement) == operation
 
 
 def items_app(engine: sa.Engine) -> FastAPI:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ def test_a_guarded_dev_server_refuses_writes_to_production(prod_dir: Path) -> No
     """POST is a 500 and writes nothing, GET works; the account on stderr and the trace
     file list the refusal."""
     (prod_dir / "app.py").write_text(APP)
-    with sqlite3.connect(prod_dir / "prod.db") as conn:
+    with closing(sqlite3.connect(prod_dir / "prod.db")) as conn, conn:
         conn.execute("CREATE TABLE orders (x INTEGER)")
     launcher = [*LAUNCHERS["console-script"][:-1], "--guard", "writes", "--"]
     port = free_port()
@@ -55,7 +56,7 @@ def test_a_guarded_dev_server_refuses_writes_to_production(prod_dir: Path) -> No
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-    with sqlite3.connect(prod_dir / "prod.db") as conn:
+    with closing(sqlite3.connect(prod_dir / "prod.db")) as conn, conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
     (refused,) = by_type(prod_dir / "trace.jsonl")["guard"]
     assert (refused["action"], refused["operation"], refused["table"], refused["request"]) == (

@@ -392,11 +392,10 @@ def test_traces_without_via_id_still_find_their_node() -> None:
 def test_producer_wins_over_holders() -> None:
     """provider_of: a bound node with a bound node below it only holds the session; among
     producers, a node whose value is the session wins over one holding it in an attribute."""
-    from depstrace._records import DependencyNode, RequestRecord
+    from depstrace._records import DependencyNode, NodeFacts, RequestRecord
 
     def dependency(ident: int, name: str, parent: int | None, held: bool = False) -> DependencyNode:
-        return DependencyNode(
-            id=ident,
+        facts = NodeFacts(
             name=name,
             original=f"m:{name}",
             original_site=None,
@@ -405,15 +404,12 @@ def test_producer_wins_over_holders() -> None:
             overridden=False,
             kind="sync",
             callable_type="function",
-            parent=parent,
-            provider=None,
             scope=None,
             use_cache=True,
-            cached=False,
-            started=0.0,
-            engine_id="e1",
-            engine_held=held,
         )
+        node = DependencyNode(facts, ident, parent, None, False, 0.0)
+        node.engine_id, node.engine_held = "e1", held
+        return node
 
     record = RequestRecord("r1", "http", "GET", "/", None, "call", "app1", "app", None)
     record.dependencies = [

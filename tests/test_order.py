@@ -8,6 +8,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_items_empty(client):
 
 
 def _database(path: Path, rows: int) -> None:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
         conn.executemany("INSERT INTO items VALUES (?)", [(i,) for i in range(rows)])
 

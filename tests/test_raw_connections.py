@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,11 @@ from app import app, prod
 def test_get(tmp_path, monkeypatch, path="/{path}"):
     if {in_tmp}:  # the creator reads R_FILE when it connects
         import sqlite3
+        from contextlib import closing
 
         scratch = tmp_path / "scratch.db"
-        sqlite3.connect(scratch).execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        with closing(sqlite3.connect(scratch)) as conn, conn:
+            conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
         monkeypatch.setenv("R_FILE", str(scratch))
     with TestClient(app) as client:
         assert client.request("{method}", path).status_code == 200
@@ -121,7 +124,7 @@ def test_with_fixture(counted):
 
 
 def _db(path: Path) -> Path:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, note TEXT)")
     return path
 

@@ -120,8 +120,8 @@ def test_without_venv_the_python_s_own_pip_installs_uv(bin_dir: Path, tmp_path: 
         bin_dir,
         "python3",
         '[ "$2" = venv ] && { echo "ensurepip is not available" >&2; exit 1; }\n'
-        '# -m pip install --quiet --disable-pip-version-check --target DIR uv\n'
-        'dir=$7\n'
+        "# -m pip install --quiet --disable-pip-version-check --target DIR uv\n"
+        "dir=$7\n"
         '/bin/mkdir -p "$dir/bin" && printf "#!/bin/sh\\necho wheel uv\\n" > "$dir/bin/uv"'
         ' && /bin/chmod +x "$dir/bin/uv"',
     )

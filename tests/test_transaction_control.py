@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from depstrace import sqlalchemy as probe
+from depstrace import _sql
 from depstrace._jsonl import read_records
 
 APP = """
@@ -282,8 +282,8 @@ def test_commit_next_to_real_production_access_still_counts(
 )
 def test_transaction_control_is_recognised(statement: str, operation: str) -> None:
     """Every spelling of transaction control is named by its keyword and not counted."""
-    assert probe._operation(statement) == operation
-    assert operation in probe.TRANSACTION_CONTROL
+    assert _sql.operation(statement) == operation
+    assert operation in _sql.TRANSACTION_CONTROL
 
 
 @pytest.mark.parametrize(
@@ -298,5 +298,5 @@ def test_transaction_control_is_recognised(statement: str, operation: str) -> No
 )
 def test_data_access_behind_transaction_words_still_counts(statement: str, operation: str) -> None:
     """A code block, or statements after a BEGIN in one string, are counted as what they do."""
-    assert probe._operation(statement) == operation
-    assert operation not in probe.TRANSACTION_CONTROL
+    assert _sql.operation(statement) == operation
+    assert operation not in _sql.TRANSACTION_CONTROL

@@ -34,7 +34,8 @@ from depstrace import guard
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import redact_url
-from depstrace.sqlalchemy import TRANSACTION_CONTROL, _operation, registry
+from depstrace._sql import TRANSACTION_CONTROL, operation
+from depstrace.sqlalchemy import registry
 from depstrace.stores import note
 
 if TYPE_CHECKING:
@@ -95,15 +96,15 @@ def operation_of(query: Any, connection: Any = None) -> str:
     """The statement's first keyword, upper-cased, for a str, bytes, psycopg
     ``sql.Composable`` or template query; ``?`` when there is none."""
     if isinstance(query, str):
-        return _operation(query)
+        return operation(query)
     if isinstance(query, (bytes, bytearray, memoryview)):
-        return _operation(bytes(query[:256]).decode("ascii", "replace"))
+        return operation(bytes(query[:256]).decode("ascii", "replace"))
     as_string = getattr(query, "as_string", None)  # psycopg.sql.SQL / Composed
     if as_string is not None:
-        return _operation(as_string(connection))
+        return operation(as_string(connection))
     strings = getattr(query, "strings", None)  # a t-string Template (Python >= 3.14)
     if isinstance(strings, tuple) and strings and isinstance(strings[0], str):
-        return _operation(strings[0])
+        return operation(strings[0])
     return "?"
 
 
