@@ -16,7 +16,11 @@ round.  Variants:
 * ``depstrace``: ``depstrace.instrument()`` with a trace file;
 * ``depstrace+spans``: the same, with an SDK tracer provider whose exporter drops
   every span (depstrace's per-``Depends`` spans are built and "exported");
-* ``otel``: OpenTelemetry's FastAPI + SQLAlchemy instrumentation, same provider.
+* ``otel``: OpenTelemetry's FastAPI + SQLAlchemy instrumentation, same provider;
+* ``fastapi-telemetry`` (FastAPI >= 0.142): the same provider and nothing else, so
+  FastAPI's built-in telemetry makes its own spans;
+* ``logfire`` (when the ``bench`` extra installed it): Logfire's
+  ``instrument_fastapi`` + ``instrument_sqlalchemy``, configured not to send.
 
 Scenarios: the reference app (12 ``Depends`` over 3 levels: async, sync in the
 threadpool, a generator yielding a SQLAlchemy session on a SQLite file, a cached
@@ -35,7 +39,9 @@ import gc
 import json
 import os
 import platform
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +55,8 @@ from typing import Annotated, Any
 
 HERE = Path(__file__).resolve()
 VARIANTS = ("none", "disabled", "depstrace", "depstrace+spans", "otel")
+# Run when this environment has them (the parent looks before starting workers).
+OPTIONAL_VARIANTS = {"fastapi-telemetry": "fastapi.telemetry", "logfire": "logfire"}
 CHAINS = (1, 8, 32, 128)
 STATEMENTS = (1, 33)
 # depstrace report holds every record it reads (about 25 KB each for the reference
@@ -236,6 +244,15 @@ def _setup(variant: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         after = (fastapi.FastAPI.__call__, utils.solve_dependencies)
         facts["patched"] = [a is not b for a, b in zip(before, after, strict=True)]
         facts["nothing_patched"] = not any(facts["patched"]) and not depstrace.is_instrumented()
+    if variant == "fastapi-telemetry":
+        _sdk_provider()  # FastAPI's own telemetry turns on when a provider is installed
+    if variant == "logfire":
+        import logfire
+
+        logfire.configure(send_to_logfire=False, console=False, inspect_arguments=False)
+        for app in apps.values():
+            logfire.instrument_fastapi(app)
+        logfire.instrument_sqlalchemy(engines=engines)
     if variant == "otel":
         _sdk_provider()
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -357,6 +374,31 @@ def _retained(app: Any, n: int) -> dict[str, Any]:
     return {"requests": n, "bytes_per_request": (after - before) / n}
 
 
+def _serve(app: Any, servers: list[Any]) -> int:
+    """Start uvicorn on 127.0.0.1 (a free port) serving ``app`` in a thread of this
+    worker; the port, once it accepts connections."""
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    servers.append((server, thread))
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
+
+def _stop(servers: list[Any]) -> None:
+    while servers:
+        server, thread = servers.pop()
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 def worker(variant: str) -> None:
     """Serve the parent's commands on stdin, one JSON line of answer each."""
     warnings.simplefilter("ignore")
@@ -370,6 +412,7 @@ def worker(variant: str) -> None:
         facts["nodes"] = _reference_nodes(variant)
         out.write(json.dumps({"ready": variant, "facts": facts}) + "\n")
         out.flush()
+        servers: list[Any] = []
         for line in sys.stdin:
             command, *args = line.split()
             if command == "quit":
@@ -385,6 +428,10 @@ def worker(variant: str) -> None:
                 else:
                     timings = _time_testclient(app, path, n)
                 answer = statistics.median(timings)
+            elif command == "serve":
+                answer = _serve(apps["reference"], servers)
+            elif command == "stop":
+                answer = _stop(servers)
             elif command == "memory":
                 answer = _memory(apps["reference"], int(args[0]))
             elif command == "retained":
@@ -519,11 +566,74 @@ def _slope(
     return out
 
 
+def wrk(port: int, connections: int, seconds: float) -> dict[str, float] | None:
+    """``wrk`` (one thread, ``connections`` keep-alive connections) against the
+    reference endpoint: requests/s and the median latency in seconds; None when wrk
+    is not installed."""
+    if shutil.which("wrk") is None:
+        return None
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            f"http://127.0.0.1:{port}{PATHS['reference']}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rate = float(re.search(r"Requests/sec:\s*([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", done.stdout).groups()  # type: ignore[union-attr]
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if errors:
+        raise SystemExit(f"wrk: {errors.group(1)} failed responses from the reference endpoint")
+    return {"rate": rate, "p50": float(value) * scale}
+
+
+def served(
+    workers: dict[str, Worker], rounds: int, seconds: float
+) -> dict[tuple[int, str], list[dict[str, float]]] | None:
+    """uvicorn under wrk at concurrency 1 and 32, variant by variant, the order
+    rotating each round; None without wrk."""
+    if shutil.which("wrk") is None:
+        return None
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    names = list(workers)
+    for round_number in range(rounds):
+        order = names[round_number % len(names) :] + names[: round_number % len(names)]
+        for variant in order:
+            port = workers[variant].ask("serve")
+            try:
+                wrk(port, 1, 1)  # warm-up: connections, caches
+                for connections in (1, 32):
+                    result = wrk(port, connections, seconds)
+                    assert result is not None
+                    results.setdefault((connections, variant), []).append(result)
+            finally:
+                workers[variant].ask("stop")
+    return results
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
 def _versions() -> str:
     from importlib.metadata import version
 
     names = ["fastapi", "starlette", "sqlalchemy", "httpx", "opentelemetry-sdk"]
     names.append("opentelemetry-instrumentation-fastapi")
+    if _importable("logfire"):
+        names.append("logfire")
     parts = [f"Python {platform.python_version()}"] + [f"{n} {version(n)}" for n in names]
     return ", ".join(parts)
 
@@ -615,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quick = args.quick
     rounds, n = (3, 30) if quick else (7, 100)
-    variants = VARIANTS + (("before",) if args.before else ())
+    optional = tuple(v for v, module in OPTIONAL_VARIANTS.items() if _importable(module))
+    variants = VARIANTS + optional + (("before",) if args.before else ())
     print("# depstrace benchmark" + (" (quick: few rounds, read the shape only)" if quick else ""))
     print(f"\nmachine: {_machine()}\nversions: {_versions()}")
     print(f"rounds: {rounds}, requests per round and cell: {n}; cells are the median of the")
@@ -669,6 +780,31 @@ def main(argv: list[str] | None = None) -> int:
             rows,
             ["variant", "per Depends node", "per statement"],
         )
+        uvicorn_rounds, seconds = (1, 1.0) if quick else (rounds, 5.0)
+        loaded = served(workers, uvicorn_rounds, seconds)
+        if loaded is None:
+            print("\nuvicorn under load: skipped, wrk is not installed (apt install wrk)")
+        else:
+            rows = []
+            for connections in (1, 32):
+                base = loaded[(connections, "none")]
+                row = [f"uvicorn c={connections}"]
+                for v in variants:
+                    runs = loaded[(connections, v)]
+                    rate = statistics.median(r["rate"] for r in runs)
+                    ratio = statistics.median(
+                        b["rate"] / r["rate"] for r, b in zip(runs, base, strict=True)
+                    )
+                    p50 = statistics.median(r["p50"] for r in runs) * 1e6
+                    row.append(f"{rate:7.0f}/s {p50:6.0f} us x{ratio:.2f}")
+                rows.append(row)
+            print_table(
+                f"uvicorn on 127.0.0.1 under wrk, reference endpoint ({uvicorn_rounds} x "
+                f"{seconds:.0f} s per cell): requests/s, median latency, time per request "
+                "to 'none'",
+                rows,
+                ["driver", *variants],
+            )
         print(f"\nreference endpoint: {nodes} dependency nodes as depstrace records them")
         print(f"disabled: nothing patched = {disabled.get('nothing_patched')}")
         memory_requests = 5_000 if quick else 100_000

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,17 @@ from pathlib import Path
 RUN = Path(__file__).parent.parent / "benchmarks" / "run.py"
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def test_quick_run_prints_its_tables() -> None:
     """``run.py --quick`` exits 0 and prints each table, every variant, the reference
-    app's 12 nodes and the disabled variant's "nothing patched"."""
+    app's 12 nodes and the disabled variant's "nothing patched"; uvicorn under wrk at
+    concurrency 1 and 32 where wrk is installed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPSTRACE")}
     done = subprocess.run(
         [sys.executable, str(RUN), "--quick"],
@@ -25,14 +35,30 @@ def test_quick_run_prints_its_tables() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     titles = [line for line in out.splitlines() if line.startswith("## ")]
+    uvicorn = [
+        "## uvicorn on 127.0.0.1 under wrk, reference endpoint (1 x 1 s per cell): "
+        "requests/s, median latency, time per request to 'none'"
+    ]
+    if shutil.which("wrk") is None:  # .ci/run installs it
+        assert "uvicorn under load: skipped, wrk is not installed (apt install wrk)" in out
+        uvicorn = []
     assert titles == [
         "## Latency per request, us (median, min-max over rounds)",
         "## Ratio to the uninstrumented app",
         "## Cost per extra Depends node and per statement, us (slopes, ASGI driver)",
+        *uvicorn,
         "## Memory, reference endpoint",
         "## depstrace report",
     ]
+    if uvicorn:
+        rows = [line.split("  ")[0] for line in out.splitlines() if line.startswith("uvicorn c=")]
+        assert rows == ["uvicorn c=1", "uvicorn c=32"]
     header = next(line for line in out.splitlines() if line.startswith("driver  scenario"))
+    optional = [
+        variant
+        for variant, module in (("fastapi-telemetry", "fastapi.telemetry"), ("logfire", "logfire"))
+        if _importable(module)
+    ]
     assert header.split() == [
         "driver",
         "scenario",
@@ -41,6 +67,7 @@ def test_quick_run_prints_its_tables() -> None:
         "depstrace",
         "depstrace+spans",
         "otel",
+        *optional,
     ]
     rows = {
         tuple(line.split()[:2]) for line in out.splitlines() if line.startswith(("asgi", "httpx"))
