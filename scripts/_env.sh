@@ -66,12 +66,16 @@ ensure_uv() {  # ensure_uv PYTHON: uv on PATH, else installed into $BOOTSTRAP_VE
     if [ ! -x "$boot/bin/uv" ]; then
         echo "uv is not on PATH: installing it into $BOOTSTRAP_VENV with $python" \
             "(nothing outside this checkout changes)" >&2
+        # Built under a name of its own and moved into place whole: two scripts that
+        # bootstrap at once (CI runs two side by side) never share a half-built venv.
+        local final=$boot
+        boot="$final.$BASHPID"
         rm -rf "$boot"
         # A venv with pip first.  Where venv or ensurepip fails (Debian without
         # python3-venv, a Python built without ensurepip), that Python's own pip
         # puts uv's wheel in the folder instead (its binary lands in bin/): uv is
-        # one static binary either way.  Only bash builtins and rm are used here,
-        # so this works with the barest PATH.
+        # one static binary either way.  Only bash builtins, rm and mv are used
+        # here, so this works with the barest PATH.
         if out=$("$python" -m venv "$boot" 2>&1) \
             && out=$("$boot/bin/python" -m pip install --quiet --disable-pip-version-check uv 2>&1); then
             :
@@ -90,6 +94,13 @@ ensure_uv() {  # ensure_uv PYTHON: uv on PATH, else installed into $BOOTSTRAP_VE
             done
             return 1
         fi
+        if [ -x "$final/bin/uv" ]; then  # another script finished first: use its uv
+            rm -rf "$boot"
+        else
+            rm -rf "$final"
+            mv "$boot" "$final"
+        fi
+        boot=$final
     fi
     export PATH="$boot/bin:$PATH"  # for the rest of the script and what it runs (tests)
 }

@@ -35,13 +35,14 @@ def shell(script: str, bin_dir: Path, cwd: Path) -> subprocess.CompletedProcess[
 
 @pytest.fixture
 def bin_dir(tmp_path: Path) -> Path:
-    """The only entry of PATH: ``rm`` (the scripts clean up with it) and the interpreters
-    a test puts there."""
+    """The only entry of PATH: ``rm`` and ``mv`` (the scripts clean up and move the
+    bootstrap into place with them) and the interpreters a test puts there."""
     path = tmp_path / "bin"
     path.mkdir()
-    rm = shutil.which("rm")
-    assert rm is not None
-    (path / "rm").symlink_to(rm)
+    for tool in ("rm", "mv"):
+        found = shutil.which(tool)
+        assert found is not None
+        (path / tool).symlink_to(found)
     return path
 
 
@@ -153,3 +154,21 @@ def test_a_checkout_path_with_a_colon_is_named(bin_dir: Path, tmp_path: Path) ->
     assert result.returncode == 1
     assert result.stderr.startswith(f"this checkout's path ({checkout}) contains ':'")
     assert list(checkout.iterdir()) == []
+
+
+def test_two_scripts_bootstrapping_at_once_share_one_uv(bin_dir: Path, tmp_path: Path) -> None:
+    """Two ensure_uv calls at the same moment (CI starts FastAPI's suite beside the test
+    step) each build their own folder and end with one working .venvs/bootstrap."""
+    python = stand_in(
+        bin_dir,
+        "python3",
+        '[ "$2" = venv ] && { echo "no ensurepip" >&2; exit 1; }\n'
+        "dir=$7\n"
+        '/bin/mkdir -p "$dir/bin" && /bin/sleep 0.5 && printf "#!/bin/sh\\necho uv\\n" '
+        '> "$dir/bin/uv" && /bin/chmod +x "$dir/bin/uv"',
+    )
+    result = shell(
+        f"(ensure_uv {python} && uv) & (ensure_uv {python} && uv) & wait", bin_dir, tmp_path
+    )
+    assert (result.returncode, result.stdout) == (0, "uv\nuv\n"), result.stderr
+    assert sorted(p.name for p in (tmp_path / ".venvs").iterdir()) == ["bootstrap"]
