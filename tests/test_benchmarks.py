@@ -76,3 +76,22 @@ def test_quick_run_prints_its_tables() -> None:
         assert ("asgi", scenario) in rows
     assert "reference endpoint: 12 dependency nodes as depstrace records them" in out
     assert "disabled: nothing patched = True" in out
+
+
+def test_generated_suite_runs_both_ways_and_prints_its_table() -> None:
+    """``suite.py`` generates a FastAPI suite, runs it untraced and with DEPSTRACE=1
+    (both must pass, or it exits non-zero) and prints one row of wall times and ratio."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPSTRACE")}
+    done = subprocess.run(
+        [sys.executable, str(RUN.parent / "suite.py"), "--tests", "20", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "## Generated suite: 20 tests, 1 rounds (wall seconds)"
+    assert lines[2].split() == ["untraced", "DEPSTRACE=1", "ratio"]
+    assert lines[4].split()[-2].startswith("x")
