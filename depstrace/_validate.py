@@ -10,6 +10,7 @@ are checked: records made by this process are right by construction.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 # A field's spec: the JSON types it may hold (None for null), an object spec, or
@@ -81,12 +82,52 @@ _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # bound: tes
 
 
 def problem_with(record: dict[str, Any]) -> str | None:
-    """What makes ``record`` unreadable for the account (its first bad field), or None."""
-    spec = REQUIRED.get(record["type"])
-    if spec is None:
+    """What makes ``record`` unreadable for the account (its first bad field), or None.
+
+    Every record of a report goes through here: a compiled check (exact JSON types,
+    no field paths built) answers for the good ones; only a record it rejects is
+    walked again to name the field."""
+    kind = record["type"]
+    spec = REQUIRED.get(kind)
+    if spec is None or _VALID[kind](record):
         return None
     problem = _check(record, spec, "")
-    return None if problem is None else f"{record['type']} record: {problem}"
+    return None if problem is None else f"{kind} record: {problem}"
+
+
+def _compile(spec: Spec) -> Callable[[Any], bool]:
+    """``spec`` as one predicate over a decoded JSON value (types compared exactly, as
+    the decoder makes them: ``True`` is no integer)."""
+    if isinstance(spec, dict):
+        # Plain fields compare their type in place; only objects and lists call down.
+        scalars = [
+            (name, _kinds(inner)) for name, inner in spec.items() if isinstance(inner, tuple)
+        ]
+        nested = [
+            (name, _compile(inner)) for name, inner in spec.items() if not isinstance(inner, tuple)
+        ]
+
+        def valid_object(value: Any) -> bool:
+            if type(value) is not dict:
+                return False
+            for name, kinds in scalars:
+                if name not in value or type(value[name]) not in kinds:
+                    return False
+            for name, valid in nested:  # noqa: SIM110
+                if name not in value or not valid(value[name]):
+                    return False
+            return True
+
+        return valid_object
+    if isinstance(spec, list):
+        valid_item = _compile(spec[0])
+        return lambda value: type(value) is list and all(map(valid_item, value))
+    kinds = _kinds(spec)
+    return lambda value: type(value) in kinds
+
+
+def _kinds(spec: tuple[Any, ...]) -> frozenset[type]:
+    return frozenset(type(None) if kind is None else kind for kind in spec)
 
 
 def _check(value: Any, spec: Spec, where: str) -> str | None:
@@ -127,3 +168,6 @@ def _is(value: Any, kind: Any) -> bool:
 def _show(value: Any) -> str:
     text = _encode(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+_VALID: dict[str, Callable[[Any], bool]] = {kind: _compile(spec) for kind, spec in REQUIRED.items()}
