@@ -68,8 +68,9 @@ CONFTEST = """
 import os
 import tempfile
 
-_scratch = tempfile.mkdtemp(prefix="pytest-of-suite-")
-os.environ.setdefault("SUITE_DB", "sqlite:///" + os.path.join(_scratch, "test.db"))
+if "SUITE_DB" not in os.environ:  # run by hand: a scratch test database
+    _scratch = tempfile.mkdtemp(prefix="pytest-of-suite-")
+    os.environ["SUITE_DB"] = "sqlite:///" + os.path.join(_scratch, "test.db")
 
 import pytest
 from fastapi.testclient import TestClient
@@ -113,20 +114,20 @@ def generate(root: Path, tests: int, per_file: int = 100) -> None:
 def run(root: Path, traced: bool) -> float:
     """Wall seconds of one pytest run of the generated suite."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPSTRACE", "PYTEST_"))}
-    db = tempfile.mkdtemp(prefix="pytest-of-suite-")
-    env["SUITE_DB"] = f"sqlite:///{db}/test.db"
     if traced:
         env["DEPSTRACE"] = "1"
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="pytest-of-suite-") as db:  # a fresh test database
+        env["SUITE_DB"] = f"sqlite:///{db}/test.db"
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(
             f"the generated suite failed ({'traced' if traced else 'untraced'}):\n"
