@@ -19,7 +19,9 @@ round.  Variants:
 * ``otel``: OpenTelemetry's FastAPI + SQLAlchemy instrumentation, same provider;
 * ``fastapi-telemetry`` (FastAPI >= 0.142): the same provider and nothing else, so
   FastAPI's built-in telemetry makes its own spans;
-* ``logfire`` (when the ``bench`` extra installed it): Logfire's
+* ``logfire`` (where logfire is installed, best in a venv of its own: its
+  ``.pth`` file imports requests and OpenTelemetry's exporter into every process
+  of the environment, which the test suite notices): Logfire's
   ``instrument_fastapi`` + ``instrument_sqlalchemy``, configured not to send.
 
 Scenarios: the reference app (12 ``Depends`` over 3 levels: async, sync in the
