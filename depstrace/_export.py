@@ -259,7 +259,6 @@ def _choose(
 
 
 def _tracer(provider: Any) -> Tracer:
-
     tracer: Tracer = provider.get_tracer("depstrace", VERSION)
     return tracer
 

@@ -30,7 +30,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from depstrace import guard
+from depstrace import _sql, guard
 from depstrace._failopen import report_internal_error
 from depstrace._records import EngineInfo
 from depstrace._redact import redact_url
@@ -95,8 +95,8 @@ _hook: Callable[..., object] = statement
 def operation_of(query: Any, connection: Any = None) -> str:
     """The statement's first keyword, upper-cased, for a str, bytes, psycopg
     ``sql.Composable`` or template query; ``?`` when there is none."""
-    if isinstance(query, str):
-        return operation(query)
+    if isinstance(query, str):  # the common case: classified once per statement string
+        return _sql.operation_of(query)
     if isinstance(query, (bytes, bytearray, memoryview)):
         return operation(bytes(query[:256]).decode("ascii", "replace"))
     as_string = getattr(query, "as_string", None)  # psycopg.sql.SQL / Composed
